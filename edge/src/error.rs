@@ -1,0 +1,263 @@
+//! Every way a request can fail, with one mapping to HTTP status and to the OpenAI error body.
+//!
+//! Errors say where they came from ([`ErrorSource`]), whether retrying may help, and carry a
+//! low-cardinality label for metrics. No variant ever holds a secret: provider keys, client keys
+//! and upstream messages that may echo them are never copied into an error.
+
+use serde_json::{json, Value};
+
+use crate::http::Response;
+
+/// Who caused a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The client sent something wrong; retrying the same request will fail again.
+    Client,
+    /// The provider failed or could not be reached.
+    Upstream,
+    /// The gateway itself (configuration, platform).
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayError {
+    NotFound { path: String },
+    MethodNotAllowed { method: String, allowed: &'static str },
+    UnsupportedContentType { got: Option<String> },
+    BodyTooLarge { limit: usize },
+    BodyRead { detail: String },
+    InvalidJson { detail: String },
+    InvalidRequest { message: String, param: Option<String> },
+    MissingCredential,
+    InvalidCredential,
+    UnknownModel { model: String },
+    ModelNotAllowed { model: String },
+    /// The model exists but is not configured for this operation (chat vs embeddings).
+    UnsupportedOperation { model: String, operation: &'static str },
+    ConfigInvalid { errors: Vec<String> },
+    ConfigUnavailable { detail: String },
+    MissingSecret { name: String },
+    UpstreamConnect { provider: String },
+    UpstreamTimeout { provider: String, after_ms: u64 },
+    /// The upstream answered with an error status. `body` is forwarded only for client-caused
+    /// statuses whose body is an OpenAI-style error object (it says what was wrong with the
+    /// request); other statuses get a generic message so nothing upstream-internal leaks.
+    UpstreamStatus { provider: String, status: u16, retry_after: Option<String>, body: Option<Value> },
+    UpstreamInvalidResponse { provider: String, detail: String },
+    /// A stream broke off after the 200 was sent; reported to the client as an SSE error event.
+    UpstreamStreamBroken { provider: String },
+}
+
+impl GatewayError {
+    pub fn status(&self) -> u16 {
+        use GatewayError::*;
+        match self {
+            NotFound { .. } | UnknownModel { .. } => 404,
+            MethodNotAllowed { .. } => 405,
+            UnsupportedContentType { .. } => 415,
+            BodyTooLarge { .. } => 413,
+            BodyRead { .. } | InvalidJson { .. } | InvalidRequest { .. } | UnsupportedOperation { .. } => 400,
+            MissingCredential | InvalidCredential => 401,
+            ModelNotAllowed { .. } => 403,
+            ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => 500,
+            UpstreamConnect { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => 502,
+            UpstreamTimeout { .. } => 504,
+            UpstreamStatus { status, .. } => match status {
+                400 | 404 | 409 | 413 | 422 => *status,
+                429 => 429,
+                _ => 502,
+            },
+        }
+    }
+
+    pub fn source(&self) -> ErrorSource {
+        use GatewayError::*;
+        match self {
+            ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => ErrorSource::Gateway,
+            UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => {
+                ErrorSource::Upstream
+            }
+            UpstreamStatus { status, .. } if !matches!(status, 400 | 404 | 409 | 413 | 422) => ErrorSource::Upstream,
+            UpstreamStatus { .. } => ErrorSource::Client,
+            _ => ErrorSource::Client,
+        }
+    }
+
+    /// Whether sending the same request again (here or to another target) may succeed.
+    pub fn retryable(&self) -> bool {
+        use GatewayError::*;
+        match self {
+            UpstreamConnect { .. } | UpstreamTimeout { .. } => true,
+            UpstreamStatus { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// A short, fixed label for metrics and the usage event.
+    pub fn label(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            NotFound { .. } => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            UnsupportedContentType { .. } => "unsupported_content_type",
+            BodyTooLarge { .. } => "body_too_large",
+            BodyRead { .. } => "body_read",
+            InvalidJson { .. } => "invalid_json",
+            InvalidRequest { .. } => "invalid_request",
+            MissingCredential => "missing_api_key",
+            InvalidCredential => "invalid_api_key",
+            UnknownModel { .. } => "model_not_found",
+            ModelNotAllowed { .. } => "model_not_allowed",
+            UnsupportedOperation { .. } => "unsupported_operation",
+            ConfigInvalid { .. } => "config_invalid",
+            ConfigUnavailable { .. } => "config_unavailable",
+            MissingSecret { .. } => "missing_secret",
+            UpstreamConnect { .. } => "upstream_unreachable",
+            UpstreamTimeout { .. } => "upstream_timeout",
+            UpstreamStatus { .. } => "upstream_error",
+            UpstreamInvalidResponse { .. } => "upstream_invalid_response",
+            UpstreamStreamBroken { .. } => "upstream_stream_error",
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingCredential | InvalidCredential => "authentication_error",
+            ModelNotAllowed { .. } => "permission_error",
+            NotFound { .. } | UnknownModel { .. } => "not_found_error",
+            UpstreamStatus { status: 429, .. } => "rate_limit_error",
+            ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => "server_error",
+            UpstreamConnect { .. }
+            | UpstreamTimeout { .. }
+            | UpstreamStatus { .. }
+            | UpstreamInvalidResponse { .. }
+            | UpstreamStreamBroken { .. } => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidRequest { param, .. } => param.as_deref(),
+            GatewayError::UnknownModel { .. } | GatewayError::ModelNotAllowed { .. } => Some("model"),
+            _ => None,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        use GatewayError::*;
+        match self {
+            NotFound { path } => format!("Unknown route: {path}"),
+            MethodNotAllowed { method, allowed } => format!("Method {method} is not allowed here; use {allowed}."),
+            UnsupportedContentType { got } => format!(
+                "Content-Type must be application/json (got {}).",
+                got.as_deref().unwrap_or("none")
+            ),
+            BodyTooLarge { limit } => format!("Request body is larger than the limit of {limit} bytes."),
+            BodyRead { detail } => format!("Could not read the request body: {detail}"),
+            InvalidJson { detail } => format!("The request body is not valid JSON: {detail}"),
+            InvalidRequest { message, .. } => message.clone(),
+            MissingCredential => "No API key provided. Send it as 'Authorization: Bearer <key>'.".into(),
+            InvalidCredential => "Incorrect API key provided.".into(),
+            UnknownModel { model } => format!("The model '{model}' does not exist on this gateway."),
+            ModelNotAllowed { model } => format!("Your key is not allowed to use the model '{model}'."),
+            UnsupportedOperation { model, operation } => {
+                format!("The model '{model}' does not support {operation}.")
+            }
+            ConfigInvalid { errors } => format!("The gateway configuration is invalid: {}", errors.join("; ")),
+            ConfigUnavailable { detail } => format!("The gateway configuration could not be loaded: {detail}"),
+            MissingSecret { name } => format!("The secret '{name}' needed by a provider is not set."),
+            UpstreamConnect { provider } => format!("Could not connect to the provider '{provider}'."),
+            UpstreamTimeout { provider, after_ms } => {
+                format!("The provider '{provider}' did not answer within {after_ms} ms.")
+            }
+            UpstreamStatus { provider, status, .. } => match status {
+                401 | 403 => format!("The provider '{provider}' rejected the gateway's credentials."),
+                429 => format!("The provider '{provider}' is rate limiting requests; retry later."),
+                _ => format!("The provider '{provider}' returned an error (HTTP {status})."),
+            },
+            UpstreamInvalidResponse { provider, detail } => {
+                format!("The provider '{provider}' sent a response the gateway could not read: {detail}")
+            }
+            UpstreamStreamBroken { provider } => {
+                format!("The provider '{provider}' stream broke off before it was complete.")
+            }
+        }
+    }
+
+    /// The OpenAI-style error object: `{"error": {"message", "type", "param", "code"}}`.
+    pub fn to_openai_body(&self) -> Value {
+        if let GatewayError::UpstreamStatus { body: Some(body), .. } = self {
+            return body.clone();
+        }
+        json!({
+            "error": {
+                "message": self.message(),
+                "type": self.error_type(),
+                "param": self.param(),
+                "code": self.label(),
+            }
+        })
+    }
+
+    /// The error as one SSE event, for failures after a stream's 200 was sent. The OpenAI SDKs
+    /// raise an `APIError` when they read a `data:` event with an `error` object.
+    pub fn to_sse_event(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        crate::sse::encode(None, &self.to_openai_body().to_string(), &mut out);
+        out
+    }
+
+    /// The complete HTTP response for this error on an OpenAI-compatible route.
+    pub fn to_response(&self) -> Response {
+        let mut response = Response::json(self.status(), &self.to_openai_body());
+        if let GatewayError::UpstreamStatus { retry_after: Some(after), .. } = self {
+            response = response.with_header("retry-after", after.clone());
+        }
+        if let GatewayError::MethodNotAllowed { allowed, .. } = self {
+            response = response.with_header("allow", *allowed);
+        }
+        if matches!(self, GatewayError::MissingCredential | GatewayError::InvalidCredential) {
+            response = response.with_header("www-authenticate", "Bearer");
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_auth_failure_is_a_bad_gateway_without_upstream_text() {
+        let err = GatewayError::UpstreamStatus { provider: "openai".into(), status: 401, retry_after: None, body: None };
+        assert_eq!(err.status(), 502);
+        assert_eq!(err.source(), ErrorSource::Upstream);
+        let body = err.to_openai_body();
+        assert_eq!(body["error"]["code"], "upstream_error");
+        assert!(body["error"]["message"].as_str().unwrap().contains("credentials"));
+    }
+
+    #[test]
+    fn upstream_rate_limit_keeps_status_and_retry_after() {
+        let err = GatewayError::UpstreamStatus {
+            provider: "openai".into(),
+            status: 429,
+            retry_after: Some("7".into()),
+            body: None,
+        };
+        let response = err.to_response();
+        assert_eq!(response.status, 429);
+        assert_eq!(response.header("retry-after"), Some("7"));
+        assert!(err.retryable());
+    }
+
+    #[test]
+    fn client_errors_are_not_retryable_and_name_the_param() {
+        let err = GatewayError::UnknownModel { model: "nope".into() };
+        assert_eq!(err.status(), 404);
+        assert!(!err.retryable());
+        assert_eq!(err.to_openai_body()["error"]["param"], "model");
+    }
+}

@@ -1,0 +1,563 @@
+//! The request pipeline: route, load config, authenticate, read and validate the body, authorize
+//! the model, dispatch to the provider, and shape the response (streamed or whole).
+//!
+//! Phases, in order, and what each may do:
+//! 1. **route**: match method and path; no I/O. Unknown routes fail here, before any config read.
+//! 2. **config**: the validated document, cached per isolate for `limits.config_refresh_ms`; a KV
+//!    read only when the cache is stale. A broken KV keeps the last good config.
+//! 3. **authenticate**: before the body is read, so unauthenticated callers cost nothing.
+//! 4. **body**: content type, size limit (declared and actual), JSON shape.
+//! 5. **authorize + dispatch**: model exists, consumer may use it, provider builds the call.
+//! 6. **upstream**: sent through the host under a timeout for the response head (whole body for
+//!    non-streamed calls). Errors map to OpenAI-style bodies without upstream secrets.
+//! 7. **respond**: streamed bodies are translated chunk by chunk (see [`crate::stream`]); the
+//!    usage event is emitted when the body ends, however it ends.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use futures::future::{select, Either};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::{Config, ConfigErrors, ModelKind, ModelRoute, ProviderConfig};
+use crate::error::GatewayError;
+use crate::event::{Outcome, UsageEvent};
+use crate::host::{Body, ByteStream, FetchError, Host, OutboundResponse};
+use crate::http::{Request, Response};
+use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest, Usage};
+use crate::provider::{self, Dispatch, ProviderContext};
+use crate::stream::{openai_chunks, StreamPlan};
+
+/// The KV key that holds a configuration document overriding the shipped one.
+pub const CONFIG_KV_KEY: &str = "config";
+
+/// Largest upstream body the gateway reads whole (non-streamed responses, error bodies).
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
+
+/// The API operations the gateway serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    ChatCompletions,
+    Embeddings,
+    ListModels,
+    GetModel(String),
+}
+
+impl Route {
+    fn operation(&self) -> &'static str {
+        match self {
+            Route::ChatCompletions => "chat.completions",
+            Route::Embeddings => "embeddings",
+            Route::ListModels | Route::GetModel(_) => "models",
+        }
+    }
+
+    fn allowed_method(&self) -> &'static str {
+        match self {
+            Route::ChatCompletions | Route::Embeddings => "POST",
+            Route::ListModels | Route::GetModel(_) => "GET",
+        }
+    }
+
+    fn from_path(path: &str) -> Option<Route> {
+        let path = path.trim_end_matches('/');
+        match path {
+            "/v1/chat/completions" => Some(Route::ChatCompletions),
+            "/v1/embeddings" => Some(Route::Embeddings),
+            "/v1/models" => Some(Route::ListModels),
+            _ => path
+                .strip_prefix("/v1/models/")
+                .filter(|id| !id.is_empty())
+                .map(|id| Route::GetModel(id.to_string())),
+        }
+    }
+}
+
+/// The parsed configuration and the text it came from, cached per isolate.
+struct LoadedConfig {
+    text: String,
+    parsed: Result<Rc<Config>, ConfigErrors>,
+    checked_at_ms: u64,
+}
+
+/// The gateway core. Create one per isolate/instance and call [`Gateway::handle`] per request.
+#[derive(Default)]
+pub struct Gateway {
+    config: RefCell<Option<LoadedConfig>>,
+}
+
+/// What is known about the request so far, for the usage event.
+#[derive(Clone)]
+struct Trace {
+    request_id: String,
+    operation: &'static str,
+    started_ms: u64,
+    consumer: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    upstream_model: Option<String>,
+    stream: bool,
+    country: Option<String>,
+    colo: Option<String>,
+}
+
+impl Trace {
+    fn event(&self, status: u16, outcome: Outcome, error: Option<&'static str>, usage: Option<Usage>, latency_ms: u64, duration_ms: u64) -> UsageEvent {
+        UsageEvent {
+            request_id: self.request_id.clone(),
+            operation: self.operation,
+            consumer: self.consumer.clone(),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            upstream_model: self.upstream_model.clone(),
+            stream: self.stream,
+            status,
+            outcome,
+            error,
+            usage,
+            latency_ms,
+            duration_ms,
+            country: self.country.clone(),
+            colo: self.colo.clone(),
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Handle one request. Never panics on bad input; every failure is an OpenAI-style error.
+    pub async fn handle<H: Host>(&self, request: Request, host: &H) -> Response {
+        let started_ms = host.now_ms();
+        let mut trace = Trace {
+            request_id: format!("req_{:016x}", host.random_u64()),
+            operation: "unknown",
+            started_ms,
+            consumer: None,
+            model: None,
+            provider: None,
+            upstream_model: None,
+            stream: false,
+            country: request.facts.country.clone(),
+            colo: request.facts.colo.clone(),
+        };
+        let origin = request.header("origin").map(str::to_string);
+        let preflight = request.method == "OPTIONS";
+        let result = if preflight {
+            self.preflight(&request, host).await
+        } else {
+            self.serve(request, host, &mut trace).await
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                let elapsed = host.now_ms().saturating_sub(started_ms);
+                if !preflight {
+                    host.emit(&trace.event(error.status(), Outcome::Failed, Some(error.label()), None, elapsed, elapsed));
+                }
+                error.to_response()
+            }
+        };
+        response.headers.push(("x-request-id".into(), trace.request_id));
+        if let (Some(origin), Some(config)) = (origin, self.cached_config()) {
+            if let Some(cors) = &config.cors {
+                if cors.allow_origins.iter().any(|o| o == "*" || *o == origin) {
+                    response.headers.push(("access-control-allow-origin".into(), origin));
+                    response.headers.push(("vary".into(), "origin".into()));
+                    response.headers.push((
+                        "access-control-expose-headers".into(),
+                        "x-request-id, x-gateway-provider, x-gateway-model, retry-after".into(),
+                    ));
+                }
+            }
+        }
+        response
+    }
+
+    fn cached_config(&self) -> Option<Rc<Config>> {
+        self.config.borrow().as_ref().and_then(|c| c.parsed.as_ref().ok().cloned())
+    }
+
+    async fn preflight<H: Host>(&self, request: &Request, host: &H) -> Result<Response, GatewayError> {
+        let config = self.config(host).await?;
+        let origin = request.header("origin").unwrap_or_default();
+        let allowed = config.cors.as_ref().is_some_and(|c| c.allow_origins.iter().any(|o| o == "*" || o == origin));
+        if !allowed {
+            return Err(GatewayError::NotFound { path: request.path.clone() });
+        }
+        let headers = request
+            .header("access-control-request-headers")
+            .unwrap_or("authorization, content-type")
+            .to_string();
+        Ok(Response { status: 204, headers: Vec::new(), body: Body::Empty }
+            .with_header("access-control-allow-methods", "GET, POST, OPTIONS")
+            .with_header("access-control-allow-headers", headers)
+            .with_header("access-control-max-age", "600"))
+    }
+
+    async fn serve<H: Host>(&self, request: Request, host: &H, trace: &mut Trace) -> Result<Response, GatewayError> {
+        let route = Route::from_path(&request.path).ok_or_else(|| GatewayError::NotFound { path: request.path.clone() })?;
+        trace.operation = route.operation();
+        if request.method != route.allowed_method() {
+            return Err(GatewayError::MethodNotAllowed { method: request.method.clone(), allowed: route.allowed_method() });
+        }
+        let config = self.config(host).await?;
+        let consumer = authenticate(&config, &request)?;
+        trace.consumer = consumer.clone();
+
+        match route {
+            Route::ListModels => Ok(list_models(&config, consumer.as_deref())),
+            Route::GetModel(id) => get_model(&config, consumer.as_deref(), &id),
+            Route::ChatCompletions => {
+                let body = read_json_body(request, config.limits.max_body_bytes).await?;
+                let chat: ChatRequest = parse_request(&body)?;
+                self.chat(&config, consumer.as_deref(), chat, host, trace).await
+            }
+            Route::Embeddings => {
+                let body = read_json_body(request, config.limits.max_body_bytes).await?;
+                let embeddings: EmbeddingsRequest = parse_request(&body)?;
+                self.embeddings(&config, consumer.as_deref(), embeddings, host, trace).await
+            }
+        }
+    }
+
+    /// The current configuration: cached, re-read from KV when stale, parsed only when changed.
+    async fn config<H: Host>(&self, host: &H) -> Result<Rc<Config>, GatewayError> {
+        let now = host.now_ms();
+        if let Some(loaded) = self.config.borrow().as_ref() {
+            if let Ok(config) = &loaded.parsed {
+                if now.saturating_sub(loaded.checked_at_ms) < config.limits.config_refresh_ms {
+                    return Ok(config.clone());
+                }
+            }
+        }
+        let text = match host.kv_get(CONFIG_KV_KEY).await {
+            Ok(Some(text)) => Some(text),
+            Ok(None) => host.shipped_config(),
+            Err(error) => {
+                // Keep serving with the last good configuration rather than failing every request
+                // while the store is unavailable; without one, fail closed.
+                if let Some(config) = self.cached_config() {
+                    return Ok(config);
+                }
+                return Err(GatewayError::ConfigUnavailable { detail: format!("key-value store: {}", error.0) });
+            }
+        };
+        let Some(text) = text else {
+            return Err(GatewayError::ConfigUnavailable {
+                detail: "no configuration: set the GATEWAY_CONFIG variable or the KV key 'config'".into(),
+            });
+        };
+        let mut slot = self.config.borrow_mut();
+        let unchanged = slot.as_ref().is_some_and(|loaded| loaded.text == text);
+        if unchanged {
+            let loaded = slot.as_mut().expect("checked above");
+            loaded.checked_at_ms = now;
+        } else {
+            let parsed = Config::parse(&text).map(Rc::new);
+            *slot = Some(LoadedConfig { text, parsed, checked_at_ms: now });
+        }
+        let loaded = slot.as_ref().expect("just set");
+        loaded.parsed.clone().map_err(|errors| GatewayError::ConfigInvalid {
+            errors: errors.0.iter().map(ToString::to_string).collect(),
+        })
+    }
+
+    async fn chat<H: Host>(
+        &self,
+        config: &Config,
+        consumer: Option<&str>,
+        request: ChatRequest,
+        host: &H,
+        trace: &mut Trace,
+    ) -> Result<Response, GatewayError> {
+        let (route, provider) = resolve(config, consumer, &request.model, ModelKind::Chat, "chat completions", trace)?;
+        let stream = request.is_stream();
+        trace.stream = stream;
+        let strip_usage = !request.wants_stream_usage();
+        let secret = |name: &str| host.secret(name);
+        let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
+        let dispatch = provider::chat(provider, route, request, &ctx)?;
+        let timeout_ms = config.timeout_for(&route.provider);
+        let deadline = trace.started_ms + timeout_ms;
+        let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
+        let upstream = check_status(host, &route.provider, upstream, deadline).await?;
+        let latency_ms = host.now_ms().saturating_sub(trace.started_ms);
+
+        let is_sse = upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
+        if stream && is_sse {
+            let body = match upstream.body {
+                Body::Stream(s) => s,
+                Body::Bytes(b) => Box::pin(futures::stream::iter([Ok(b)])) as ByteStream,
+                Body::Empty => Box::pin(futures::stream::empty()) as ByteStream,
+            };
+            let plan = StreamPlan {
+                provider: route.provider.clone(),
+                strip_usage,
+                idle_timeout_ms: config.limits.stream_idle_timeout_ms,
+            };
+            let finished_trace = trace.clone();
+            let event_host = host.clone();
+            let body = openai_chunks(body, host.clone(), plan, move |outcome, usage| {
+                let duration = event_host.now_ms().saturating_sub(finished_trace.started_ms);
+                let error = (outcome == Outcome::StreamError).then_some("upstream_stream_error");
+                event_host.emit(&finished_trace.event(200, outcome, error, usage, latency_ms, duration));
+            });
+            return Ok(Response {
+                status: 200,
+                headers: vec![
+                    ("content-type".into(), "text/event-stream; charset=utf-8".into()),
+                    ("cache-control".into(), "no-cache".into()),
+                ],
+                body: Body::Stream(body),
+            }
+            .with_header("x-gateway-provider", route.provider.clone())
+            .with_header("x-gateway-model", route.upstream_model.clone()));
+        }
+        self.whole_response(host, &route.provider, upstream, deadline, trace, latency_ms).await.map(|r| {
+            r.with_header("x-gateway-provider", route.provider.clone())
+                .with_header("x-gateway-model", route.upstream_model.clone())
+        })
+    }
+
+    async fn embeddings<H: Host>(
+        &self,
+        config: &Config,
+        consumer: Option<&str>,
+        request: EmbeddingsRequest,
+        host: &H,
+        trace: &mut Trace,
+    ) -> Result<Response, GatewayError> {
+        let (route, provider) = resolve(config, consumer, &request.model, ModelKind::Embeddings, "embeddings", trace)?;
+        let secret = |name: &str| host.secret(name);
+        let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
+        let dispatch = provider::embeddings(provider, route, request, &ctx)?;
+        let timeout_ms = config.timeout_for(&route.provider);
+        let deadline = trace.started_ms + timeout_ms;
+        let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
+        let upstream = check_status(host, &route.provider, upstream, deadline).await?;
+        let latency_ms = host.now_ms().saturating_sub(trace.started_ms);
+        self.whole_response(host, &route.provider, upstream, deadline, trace, latency_ms).await.map(|r| {
+            r.with_header("x-gateway-provider", route.provider.clone())
+                .with_header("x-gateway-model", route.upstream_model.clone())
+        })
+    }
+
+    /// Read a successful non-streamed upstream body, record its usage, forward it unchanged.
+    async fn whole_response<H: Host>(
+        &self,
+        host: &H,
+        provider: &str,
+        upstream: OutboundResponse,
+        deadline: u64,
+        trace: &Trace,
+        latency_ms: u64,
+    ) -> Result<Response, GatewayError> {
+        let remaining = deadline.saturating_sub(host.now_ms()).max(1);
+        let bytes = match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_BODY)).await {
+            None => return Err(GatewayError::UpstreamTimeout { provider: provider.into(), after_ms: deadline - trace.started_ms }),
+            Some(Err(BodyReadError::TooLarge)) => {
+                return Err(GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "body too large".into() })
+            }
+            Some(Err(BodyReadError::Broken(_))) => {
+                return Err(GatewayError::UpstreamStreamBroken { provider: provider.into() })
+            }
+            Some(Ok(bytes)) => bytes,
+        };
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| GatewayError::UpstreamInvalidResponse {
+            provider: provider.into(),
+            detail: "the body is not JSON".into(),
+        })?;
+        let usage = value.get("usage").and_then(Usage::from_openai);
+        let duration = host.now_ms().saturating_sub(trace.started_ms);
+        host.emit(&trace.event(200, Outcome::Completed, None, usage, latency_ms, duration));
+        Ok(Response::json_bytes(200, bytes))
+    }
+}
+
+/// Find the model's route and provider and check the consumer may use it for this operation.
+fn resolve<'c>(
+    config: &'c Config,
+    consumer: Option<&str>,
+    model: &str,
+    kind: ModelKind,
+    operation: &'static str,
+    trace: &mut Trace,
+) -> Result<(&'c ModelRoute, &'c ProviderConfig), GatewayError> {
+    trace.model = Some(model.to_string());
+    let route = config.models.get(model).ok_or_else(|| GatewayError::UnknownModel { model: model.to_string() })?;
+    if !may_use(config, consumer, model) {
+        return Err(GatewayError::ModelNotAllowed { model: model.to_string() });
+    }
+    if route.kind != kind {
+        return Err(GatewayError::UnsupportedOperation { model: model.to_string(), operation });
+    }
+    trace.provider = Some(route.provider.clone());
+    trace.upstream_model = Some(route.upstream_model.clone());
+    let provider = config.providers.get(&route.provider).expect("validated: every model names a configured provider");
+    Ok((route, provider))
+}
+
+fn may_use(config: &Config, consumer: Option<&str>, model: &str) -> bool {
+    match consumer {
+        None => true,
+        Some(_) => config.access_for(consumer).is_some_and(|a| a.allows(model)),
+    }
+}
+
+fn authenticate(config: &Config, request: &Request) -> Result<Option<String>, GatewayError> {
+    let presented = match request.header("authorization") {
+        Some(value) => {
+            let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(GatewayError::InvalidCredential);
+            }
+            Some(token.trim())
+        }
+        None => request.header("x-api-key"),
+    };
+    match config.keys.authenticate(presented) {
+        Ok(policy::AuthDecision::Anonymous) => Ok(None),
+        Ok(policy::AuthDecision::Consumer(id)) => Ok(Some(id)),
+        Err(policy::AuthError::MissingCredential) => Err(GatewayError::MissingCredential),
+        Err(policy::AuthError::InvalidCredential) => Err(GatewayError::InvalidCredential),
+    }
+}
+
+fn model_object(route: &ModelRoute) -> Value {
+    json!({ "id": route.name, "object": "model", "created": 0, "owned_by": route.provider })
+}
+
+fn list_models(config: &Config, consumer: Option<&str>) -> Response {
+    let data: Vec<Value> = config
+        .models
+        .values()
+        .filter(|route| may_use(config, consumer, &route.name))
+        .map(model_object)
+        .collect();
+    Response::json(200, &json!({ "object": "list", "data": data }))
+}
+
+fn get_model(config: &Config, consumer: Option<&str>, id: &str) -> Result<Response, GatewayError> {
+    match config.models.get(id) {
+        Some(route) if may_use(config, consumer, id) => Ok(Response::json(200, &model_object(route))),
+        _ => Err(GatewayError::UnknownModel { model: id.to_string() }),
+    }
+}
+
+enum BodyReadError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Collect a body, refusing more than `limit` bytes without reading further.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyReadError> {
+    match body {
+        Body::Empty => Ok(Vec::new()),
+        Body::Bytes(bytes) if bytes.len() > limit => Err(BodyReadError::TooLarge),
+        Body::Bytes(bytes) => Ok(bytes),
+        Body::Stream(mut stream) => {
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| BodyReadError::Broken(e.0))?;
+                if out.len() + chunk.len() > limit {
+                    return Err(BodyReadError::TooLarge);
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Check the content type and read the body within the configured limit.
+async fn read_json_body(request: Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    let content_type = request.header("content-type").map(str::to_string);
+    let is_json = content_type
+        .as_deref()
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(GatewayError::UnsupportedContentType { got: content_type });
+    }
+    let declared = request.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    match read_body(request.body, limit).await {
+        Ok(bytes) if bytes.is_empty() => Err(GatewayError::InvalidJson { detail: "the body is empty".into() }),
+        Ok(bytes) => Ok(bytes),
+        Err(BodyReadError::TooLarge) => Err(GatewayError::BodyTooLarge { limit }),
+        Err(BodyReadError::Broken(detail)) => Err(GatewayError::BodyRead { detail }),
+    }
+}
+
+/// Run `future` unless `ms` pass first.
+async fn with_timeout<H: Host, T>(host: &H, ms: u64, future: impl Future<Output = T>) -> Option<T> {
+    let future = Box::pin(future);
+    let timer = Box::pin(host.sleep(ms));
+    match select(future, timer).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// Send the provider's call (or take its local answer) within the timeout for the response head.
+async fn send<H: Host>(host: &H, provider: &str, dispatch: Dispatch, timeout_ms: u64) -> Result<OutboundResponse, GatewayError> {
+    let request = match dispatch {
+        Dispatch::Local(response) => return Ok(response),
+        Dispatch::Upstream(request) => request,
+    };
+    match with_timeout(host, timeout_ms, host.fetch(request)).await {
+        None => Err(GatewayError::UpstreamTimeout { provider: provider.into(), after_ms: timeout_ms }),
+        Some(Err(FetchError::Connect(_) | FetchError::InvalidRequest(_))) => {
+            Err(GatewayError::UpstreamConnect { provider: provider.into() })
+        }
+        Some(Ok(response)) => Ok(response),
+    }
+}
+
+/// Pass 2xx through; turn anything else into a typed error (reading a bounded error body).
+async fn check_status<H: Host>(
+    host: &H,
+    provider: &str,
+    upstream: OutboundResponse,
+    deadline: u64,
+) -> Result<OutboundResponse, GatewayError> {
+    if (200..300).contains(&upstream.status) {
+        return Ok(upstream);
+    }
+    let status = upstream.status;
+    let retry_after = upstream.header("retry-after").map(str::to_string);
+    let forwardable = matches!(status, 400 | 404 | 409 | 413 | 422);
+    let body = if forwardable {
+        let remaining = deadline.saturating_sub(host.now_ms()).max(1);
+        match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_ERROR_BODY)).await {
+            Some(Ok(bytes)) => serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .filter(|v| v.get("error").is_some_and(Value::is_object)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    Err(GatewayError::UpstreamStatus { provider: provider.into(), status, retry_after, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_with_and_without_trailing_slash() {
+        assert_eq!(Route::from_path("/v1/chat/completions/"), Some(Route::ChatCompletions));
+        assert_eq!(Route::from_path("/v1/models/org/model-1"), Some(Route::GetModel("org/model-1".into())));
+        assert_eq!(Route::from_path("/v1/models/"), Some(Route::ListModels));
+        assert_eq!(Route::from_path("/v2/chat"), None);
+    }
+}

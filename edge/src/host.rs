@@ -1,0 +1,144 @@
+//! The one trait through which the core reaches the outside world.
+//!
+//! The core never reads the clock, draws random numbers, reads environment variables, opens
+//! sockets or spawns tasks: every such effect goes through [`Host`]. That keeps the pipeline
+//! deterministic under test (a manual clock, scripted upstreams) and lets the same code run in a
+//! Cloudflare Worker, a Spin component and `cargo test`.
+//!
+//! The trait uses plain `async fn` without a `Send` bound, so it can be implemented over the
+//! Worker's JS-backed (`!Send`) types and used through generics (`Gateway::handle<H: Host>`).
+//!
+//! Consistency each adapter gives:
+//!
+//! | method     | Cloudflare Workers                        | in-memory host           |
+//! |------------|-------------------------------------------|--------------------------|
+//! | `kv_get`   | Workers KV: eventually consistent (~60 s) | immediate                |
+//! | `fetch`    | `fetch()` subrequest, streamed body       | scripted upstreams       |
+//! | `sleep`    | `setTimeout`                              | resolves at once (virtual time) |
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::Stream;
+
+/// A chunk of a streamed body, or why the stream broke.
+pub type BodyChunk = Result<Vec<u8>, BodyError>;
+
+/// A streamed body. Not `Send`: on Workers it wraps a JS `ReadableStream`.
+pub type ByteStream = Pin<Box<dyn Stream<Item = BodyChunk>>>;
+
+/// The body of a request or response, whole or streamed.
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Stream(ByteStream),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream(..)"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body::Bytes(bytes)
+    }
+}
+
+/// A streamed body broke before its end (connection reset, upstream aborted, client went away).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError(pub String);
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Facts about where a request entered the network, as the platform reports them
+/// (`request.cf` on Workers). Every field is optional: a local run knows none of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestFacts {
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    /// Two-letter continent code (`EU`, `NA`, ...).
+    pub continent: Option<String>,
+    /// The edge location (Cloudflare colo IATA code, or a region name elsewhere).
+    pub colo: Option<String>,
+    /// Whether the country is in the European Union.
+    pub is_eu_country: Option<bool>,
+    /// Approximate latitude/longitude of the client.
+    pub coordinates: Option<(f64, f64)>,
+}
+
+/// An HTTP request the core wants sent upstream.
+#[derive(Debug)]
+pub struct OutboundRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The upstream's answer: status and headers arrived, the body may still be streaming.
+#[derive(Debug)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+impl OutboundResponse {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        crate::http::find_header(&self.headers, name)
+    }
+}
+
+/// Why an outbound call produced no response at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// DNS, TCP, TLS or similar: nothing came back.
+    Connect(String),
+    /// The request could not even be built (bad URL, invalid header).
+    InvalidRequest(String),
+}
+
+/// A failure of a host facility other than outbound HTTP (e.g. the KV store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError(pub String);
+
+/// Everything a platform provides to the gateway core.
+#[allow(async_fn_in_trait)] // deliberately no Send bound: Worker types are !Send
+pub trait Host: Clone + 'static {
+    /// Milliseconds since the Unix epoch. On Workers this only advances across I/O.
+    fn now_ms(&self) -> u64;
+
+    /// 64 random bits (request ids, later jitter and sampling).
+    fn random_u64(&self) -> u64;
+
+    /// A timer that completes after `ms` milliseconds; used for upstream timeouts.
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> + 'static;
+
+    /// A secret (provider API key) by name. Secrets never come from the config document.
+    fn secret(&self, name: &str) -> Option<String>;
+
+    /// The configuration document shipped with the deployment (a Worker var), if any.
+    fn shipped_config(&self) -> Option<String>;
+
+    /// Read a value from the platform's key-value store (config; later cache).
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, HostError>;
+
+    /// Send a request upstream. Resolves when the response head has arrived; the body streams.
+    /// Dropping the returned body must cancel the upstream call.
+    async fn fetch(&self, request: OutboundRequest) -> Result<OutboundResponse, FetchError>;
+
+    /// Record one finished request (a structured log line on Workers).
+    fn emit(&self, event: &crate::event::UsageEvent);
+}

@@ -1,0 +1,224 @@
+//! The streamed response stage: upstream SSE in, client SSE out, chunk by chunk.
+//!
+//! Each upstream chunk is decoded, translated and forwarded as soon as it arrives; nothing waits
+//! for the end of the stream. On the way the stage
+//! - captures token usage from whichever chunk carries it (also a final chunk that still has
+//!   `choices`), and strips the usage chunk the gateway injected when the client did not ask;
+//! - turns a broken upstream, an idle timeout or a missing `[DONE]` into an SSE error event, so
+//!   an error after the 200 always reaches the client;
+//! - reports how the stream ended exactly once, including when the client went away (the stage
+//!   is dropped, which drops, and so cancels, the upstream body).
+
+use futures::future::{select, Either};
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::error::GatewayError;
+use crate::event::Outcome;
+use crate::host::{ByteStream, Host};
+use crate::openai::Usage;
+use crate::sse::{SseDecoder, SseEvent};
+
+/// How to translate one stream.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub provider: String,
+    /// Remove usage from the client's stream (the gateway asked for it, the client did not).
+    pub strip_usage: bool,
+    /// Longest wait for the next upstream chunk before the stream is ended with an error.
+    pub idle_timeout_ms: u64,
+}
+
+/// Called once with how the stream ended and the usage the upstream reported.
+type OnEnd = Box<dyn FnOnce(Outcome, Option<Usage>)>;
+
+/// Reports the end exactly once; if dropped unreported, the client went away.
+struct EndReport {
+    on_end: Option<OnEnd>,
+    usage: Option<Usage>,
+}
+
+impl EndReport {
+    fn report(&mut self, outcome: Outcome) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(outcome, self.usage);
+        }
+    }
+}
+
+impl Drop for EndReport {
+    fn drop(&mut self) {
+        self.report(Outcome::ClientDisconnected);
+    }
+}
+
+/// Translation state for an OpenAI-format chunk stream.
+struct Translator {
+    decoder: SseDecoder,
+    strip_usage: bool,
+    saw_done: bool,
+    saw_error: bool,
+}
+
+impl Translator {
+    fn push(&mut self, bytes: &[u8], usage: &mut Option<Usage>, out: &mut Vec<u8>) {
+        for event in self.decoder.push(bytes) {
+            self.translate(event, usage, out);
+        }
+    }
+
+    fn translate(&mut self, event: SseEvent, usage: &mut Option<Usage>, out: &mut Vec<u8>) {
+        if event.data == "[DONE]" {
+            self.saw_done = true;
+            out.extend_from_slice(b"data: [DONE]\n\n");
+            return;
+        }
+        // Most chunks carry neither usage nor an error: forward their bytes without re-encoding.
+        let interesting = event.data.contains("\"usage\"") || event.data.contains("\"error\"");
+        let parsed = if interesting { serde_json::from_str::<Value>(&event.data).ok() } else { None };
+        let Some(mut chunk) = parsed else {
+            crate::sse::encode(event.event.as_deref(), &event.data, out);
+            return;
+        };
+        if chunk.get("error").is_some_and(|e| !e.is_null()) {
+            self.saw_error = true;
+        }
+        let chunk_usage = chunk.get("usage").filter(|u| !u.is_null());
+        if let Some(u) = chunk_usage.and_then(Usage::from_openai) {
+            *usage = Some(u);
+        }
+        if self.strip_usage && chunk.get("usage").is_some() {
+            let only_usage = chunk_usage.is_some()
+                && chunk.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
+            if only_usage {
+                return;
+            }
+            if let Some(object) = chunk.as_object_mut() {
+                object.remove("usage");
+            }
+            crate::sse::encode(event.event.as_deref(), &chunk.to_string(), out);
+            return;
+        }
+        crate::sse::encode(event.event.as_deref(), &event.data, out);
+    }
+}
+
+struct State<H: Host> {
+    upstream: Option<ByteStream>,
+    translator: Translator,
+    host: H,
+    plan: StreamPlan,
+    end: EndReport,
+}
+
+impl<H: Host> State<H> {
+    /// End the stream with an error event for the client.
+    fn fail(&mut self, error: GatewayError) -> Vec<u8> {
+        self.upstream = None;
+        self.end.report(Outcome::StreamError);
+        error.to_sse_event()
+    }
+}
+
+/// Translate an OpenAI-format SSE stream for the client.
+pub fn openai_chunks<H: Host>(
+    upstream: ByteStream,
+    host: H,
+    plan: StreamPlan,
+    on_end: impl FnOnce(Outcome, Option<Usage>) + 'static,
+) -> ByteStream {
+    let state = State {
+        upstream: Some(upstream),
+        translator: Translator { decoder: SseDecoder::new(), strip_usage: plan.strip_usage, saw_done: false, saw_error: false },
+        host,
+        plan,
+        end: EndReport { on_end: Some(Box::new(on_end)), usage: None },
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            let upstream = state.upstream.as_mut()?;
+            let timer = state.host.sleep(state.plan.idle_timeout_ms);
+            let next = match select(upstream.next(), Box::pin(timer)).await {
+                Either::Left((next, _)) => next,
+                Either::Right(_) => {
+                    let error = GatewayError::UpstreamTimeout {
+                        provider: state.plan.provider.clone(),
+                        after_ms: state.plan.idle_timeout_ms,
+                    };
+                    let out = state.fail(error);
+                    return Some((Ok(out), state));
+                }
+            };
+            match next {
+                Some(Ok(bytes)) => {
+                    let mut out = Vec::new();
+                    state.translator.push(&bytes, &mut state.end.usage, &mut out);
+                    if !out.is_empty() {
+                        return Some((Ok(out), state));
+                    }
+                }
+                Some(Err(_)) => {
+                    let out = state.fail(GatewayError::UpstreamStreamBroken { provider: state.plan.provider.clone() });
+                    return Some((Ok(out), state));
+                }
+                None => {
+                    state.upstream = None;
+                    if state.translator.saw_error {
+                        state.end.report(Outcome::StreamError);
+                        return None;
+                    }
+                    if state.translator.saw_done {
+                        state.end.report(Outcome::Completed);
+                        return None;
+                    }
+                    let out = state.fail(GatewayError::UpstreamStreamBroken { provider: state.plan.provider.clone() });
+                    return Some((Ok(out), state));
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translate_all(input: &[u8], strip_usage: bool) -> (Vec<u8>, Option<Usage>) {
+        let mut translator = Translator { decoder: SseDecoder::new(), strip_usage, saw_done: false, saw_error: false };
+        let mut usage = None;
+        let mut out = Vec::new();
+        translator.push(input, &mut usage, &mut out);
+        (out, usage)
+    }
+
+    const WITH_USAGE: &[u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n\
+data: [DONE]\n\n";
+
+    #[test]
+    fn injected_usage_is_captured_and_stripped() {
+        let (out, usage) = translate_all(WITH_USAGE, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("usage"), "{text}");
+        assert!(text.contains("\"content\":\"hi\""));
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        assert_eq!(usage.unwrap().total_tokens, 6);
+    }
+
+    #[test]
+    fn requested_usage_is_forwarded_byte_for_byte() {
+        let (out, usage) = translate_all(WITH_USAGE, false);
+        assert_eq!(out, WITH_USAGE);
+        assert_eq!(usage.unwrap().input_tokens, 5);
+    }
+
+    #[test]
+    fn usage_on_a_final_chunk_with_choices_is_not_lost() {
+        let input = b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n";
+        let (out, usage) = translate_all(input, true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("finish_reason"), "the chunk itself is kept");
+        assert!(!text.contains("usage"));
+        assert_eq!(usage.unwrap().total_tokens, 5);
+    }
+}

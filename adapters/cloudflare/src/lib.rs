@@ -1,0 +1,181 @@
+//! The Cloudflare Workers adapter: translates the Worker's request and bindings into the core's
+//! types and back. No gateway logic lives here.
+//!
+//! Bindings (see `wrangler.toml`):
+//! - `GATEWAY_CONFIG` (var): the configuration document shipped with the Worker;
+//! - `GATEWAY_KV` (KV namespace, optional): key `config` overrides the shipped document;
+//! - provider keys as Worker secrets, named by each provider's `api_key_secret`.
+
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts};
+use futures::{Stream, StreamExt};
+use worker::{
+    console_log, event, js_sys, AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
+    Response, ResponseBuilder, Result,
+};
+
+const CONFIG_VAR: &str = "GATEWAY_CONFIG";
+const KV_BINDING: &str = "GATEWAY_KV";
+
+thread_local! {
+    /// One gateway per isolate: the parsed configuration is cached across requests.
+    static GATEWAY: Rc<edge::Gateway> = Rc::new(edge::Gateway::new());
+}
+
+/// The Worker's bindings seen through the core's host trait.
+#[derive(Clone)]
+struct WorkerHost {
+    env: Env,
+}
+
+impl edge::Host for WorkerHost {
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+
+    fn random_u64(&self) -> u64 {
+        // Request ids only; not used for anything secret.
+        let high = (js_sys::Math::random() * u32::MAX as f64) as u64;
+        let low = (js_sys::Math::random() * u32::MAX as f64) as u64;
+        (high << 32) | low
+    }
+
+    fn sleep(&self, ms: u64) -> impl std::future::Future<Output = ()> + 'static {
+        Delay::from(Duration::from_millis(ms))
+    }
+
+    fn secret(&self, name: &str) -> Option<String> {
+        self.env.secret(name).ok().map(|s| s.to_string())
+    }
+
+    fn shipped_config(&self) -> Option<String> {
+        self.env.var(CONFIG_VAR).ok().map(|v| v.to_string())
+    }
+
+    async fn kv_get(&self, key: &str) -> std::result::Result<Option<String>, HostError> {
+        let Ok(kv) = self.env.kv(KV_BINDING) else {
+            return Ok(None); // KV is optional: without the binding the shipped config is used.
+        };
+        kv.get(key).text().await.map_err(|e| HostError(e.to_string()))
+    }
+
+    async fn fetch(&self, request: OutboundRequest) -> std::result::Result<OutboundResponse, FetchError> {
+        let headers = Headers::new();
+        for (name, value) in &request.headers {
+            headers.append(name, value).map_err(|_| FetchError::InvalidRequest(format!("header {name}")))?;
+        }
+        let mut init = RequestInit::new();
+        let body = js_sys::Uint8Array::from(request.body.as_slice());
+        init.with_method(Method::from(request.method.to_string())).with_headers(headers).with_body(Some(body.into()));
+        let outbound =
+            Request::new_with_init(&request.url, &init).map_err(|_| FetchError::InvalidRequest("bad upstream URL".into()))?;
+        // Aborts the subrequest if this future is dropped (timeout) or the body is dropped
+        // (client went away) before the upstream finished.
+        let abort = AbortOnDrop(Some(AbortController::default()));
+        let signal = abort.0.as_ref().expect("just created").signal();
+        let mut response = Fetch::Request(outbound)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|e| FetchError::Connect(e.to_string()))?;
+        let headers: Vec<(String, String)> = response.headers().entries().collect();
+        let body = match response.stream() {
+            Ok(stream) => Body::Stream(Box::pin(Cancelling {
+                inner: Box::pin(stream.map(|chunk| chunk.map_err(|e| BodyError(e.to_string())))),
+                abort,
+            })),
+            Err(_) => Body::Empty,
+        };
+        Ok(OutboundResponse { status: response.status_code(), headers, body })
+    }
+
+    fn emit(&self, event: &edge::UsageEvent) {
+        if let Ok(line) = serde_json::to_string(event) {
+            console_log!("{line}");
+        }
+    }
+}
+
+/// Aborts the upstream request when dropped, unless the body was read to its end.
+struct AbortOnDrop(Option<AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
+            controller.abort();
+        }
+    }
+}
+
+/// An upstream body that cancels the subrequest if dropped before its end.
+struct Cancelling {
+    inner: ByteStream,
+    abort: AbortOnDrop,
+}
+
+impl Stream for Cancelling {
+    type Item = edge::host::BodyChunk;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(None) = next {
+            self.abort.0 = None; // finished normally: nothing to cancel
+        }
+        next
+    }
+}
+
+fn request_facts(request: &Request) -> RequestFacts {
+    let Some(cf) = request.cf() else {
+        return RequestFacts::default();
+    };
+    RequestFacts {
+        country: cf.country(),
+        continent: cf.continent(),
+        colo: Some(cf.colo()).filter(|c| !c.is_empty()),
+        is_eu_country: Some(cf.is_eu_country()),
+        coordinates: cf.coordinates().map(|(lat, lon)| (lat as f64, lon as f64)),
+    }
+}
+
+fn into_core_request(mut request: Request) -> edge::Request {
+    let method = request.method().to_string();
+    let headers: Vec<(String, String)> = request.headers().entries().collect();
+    let facts = request_facts(&request);
+    let path = request.path();
+    let body = if matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        Body::Empty
+    } else {
+        match request.stream() {
+            Ok(stream) => Body::Stream(Box::pin(stream.map(|chunk| chunk.map_err(|e| BodyError(e.to_string()))))),
+            Err(_) => Body::Empty,
+        }
+    };
+    edge::Request { method, path, headers, body, facts }
+}
+
+fn into_worker_response(response: edge::Response) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &response.headers {
+        headers.append(name, value)?;
+    }
+    let builder = ResponseBuilder::new().with_status(response.status).with_headers(headers);
+    Ok(match response.body {
+        Body::Empty => builder.empty(),
+        Body::Bytes(bytes) => builder.fixed(bytes),
+        Body::Stream(stream) => {
+            builder.from_stream(stream.map(|chunk| chunk.map_err(|e| worker::Error::RustError(e.0))))?
+        }
+    })
+}
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let gateway = GATEWAY.with(Rc::clone);
+    let host = WorkerHost { env };
+    let response = gateway.handle(into_core_request(request), &host).await;
+    into_worker_response(response)
+}

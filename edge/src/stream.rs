@@ -73,8 +73,17 @@ impl Translator {
             out.extend_from_slice(b"data: [DONE]\n\n");
             return;
         }
-        // Most chunks carry neither usage nor an error: forward their bytes without re-encoding.
-        let interesting = event.data.contains("\"usage\"") || event.data.contains("\"error\"");
+        // Most chunks carry neither usage nor an error: forward their bytes without re-encoding,
+        // and remove a compact `"usage":null` textually instead of parsing the chunk.
+        let mentions_usage = event.data.contains("\"usage\"");
+        let has_error = event.data.contains("\"error\"");
+        if !has_error && mentions_usage && self.strip_usage {
+            if let Some(stripped) = without_null_usage(&event.data) {
+                crate::sse::encode(event.event.as_deref(), &stripped, out);
+                return;
+            }
+        }
+        let interesting = mentions_usage || has_error;
         let parsed = if interesting { serde_json::from_str::<Value>(&event.data).ok() } else { None };
         let Some(mut chunk) = parsed else {
             crate::sse::encode(event.event.as_deref(), &event.data, out);
@@ -101,6 +110,22 @@ impl Translator {
         }
         crate::sse::encode(event.event.as_deref(), &event.data, out);
     }
+}
+
+/// The chunk with a compact `"usage":null` member removed, if that is the only usage it has.
+fn without_null_usage(data: &str) -> Option<String> {
+    if data.matches("\"usage\"").count() != 1 {
+        return None;
+    }
+    for member in [",\"usage\":null", "\"usage\":null,"] {
+        if let Some(at) = data.find(member) {
+            let mut out = String::with_capacity(data.len());
+            out.push_str(&data[..at]);
+            out.push_str(&data[at + member.len()..]);
+            return Some(out);
+        }
+    }
+    None
 }
 
 struct State<H: Host> {
@@ -210,6 +235,16 @@ data: [DONE]\n\n";
         let (out, usage) = translate_all(WITH_USAGE, false);
         assert_eq!(out, WITH_USAGE);
         assert_eq!(usage.unwrap().input_tokens, 5);
+    }
+
+    #[test]
+    fn null_usage_is_removed_textually_only_when_unambiguous() {
+        assert_eq!(without_null_usage(r#"{"a":1,"usage":null}"#).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(without_null_usage(r#"{"usage":null,"a":1}"#).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(without_null_usage(r#"{"a":1, "usage": null}"#), None, "spaced JSON takes the parsing path");
+        assert_eq!(without_null_usage(r#"{"a":{"usage":null},"usage":null}"#), None, "nested usage");
+        let (out, _) = translate_all(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}], \"usage\": null}\n\n", true);
+        assert!(!String::from_utf8(out).unwrap().contains("usage"));
     }
 
     #[test]

@@ -494,3 +494,56 @@ fn cors_preflight_and_headers_when_configured() {
     assert_eq!(response.status, 200);
     assert_eq!(response.header("access-control-allow-origin"), None);
 }
+
+/// Mutated and truncated bodies, odd headers and paths: every answer is a well-formed response,
+/// never a panic. A small deterministic generator keeps this reproducible.
+#[test]
+fn arbitrary_input_never_panics_and_always_gets_a_json_answer() {
+    let seeds = [
+        CHAT,
+        STREAM_CHAT,
+        r#"{"model":"mock-embed","input":["a",[1,2]],"dimensions":3,"encoding_format":"base64"}"#,
+        r#"{"model":"mock","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"n":2,"max_tokens":1}"#,
+    ];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let host = host().with_upstream(|_| upstream_json(200, json!({"choices": []})));
+    let gateway = Gateway::new();
+    for i in 0..3000 {
+        let seed = seeds[i % seeds.len()].as_bytes();
+        let mut body = seed.to_vec();
+        for _ in 0..(next() % 4) {
+            let at = (next() as usize) % body.len().max(1);
+            match next() % 4 {
+                0 => body.truncate(at),
+                1 if !body.is_empty() => {
+                    let last = body.len() - 1;
+                    body[at.min(last)] = (next() % 256) as u8;
+                }
+                2 => {
+                    let len = body.len();
+                    body.insert(at.min(len), b"{}[]\",:0-e\\"[(next() % 11) as usize]);
+                }
+                _ => body.extend_from_slice(b"\xff\xfe"),
+            }
+        }
+        let path = ["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/mock", "/v1//x"][(next() % 5) as usize];
+        let mut request = post(path, "");
+        request.body = Body::Bytes(body);
+        if next() % 7 == 0 {
+            request.method = "GET".into();
+        }
+        let response = futures::executor::block_on(gateway.handle(request, &host));
+        assert!((200..600).contains(&response.status));
+        let streamed = response.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
+        let bytes = futures::executor::block_on(collect_body(response.body));
+        if !streamed {
+            assert!(serde_json::from_slice::<Value>(&bytes).is_ok(), "case {i}: not JSON: {}", String::from_utf8_lossy(&bytes));
+        }
+    }
+}

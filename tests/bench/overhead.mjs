@@ -1,0 +1,94 @@
+// Latency the gateway adds over calling the upstream directly: the built Worker in workerd
+// (miniflare) in front of a local OpenAI-compatible upstream, loopback only, bounded request
+// counts. Prints one JSON object. Run by scripts/bench; not a test (no thresholds).
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const COMPLETION = JSON.stringify({
+  id: "chatcmpl-bench", object: "chat.completion", created: 1700000000, model: "gpt-4o-mini",
+  choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(400) }, logprobs: null, finish_reason: "stop" }],
+  usage: { prompt_tokens: 20, completion_tokens: 100, total_tokens: 120 },
+});
+
+function startUpstream() {
+  const server = http.createServer((req, res) => {
+    let size = 0;
+    req.on("data", (c) => (size += c.length));
+    req.on("end", () => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(COMPLETION) });
+      res.end(COMPLETION);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+const body = JSON.stringify({ model: "gpt", messages: [{ role: "user", content: "Benchmark me, please." }] });
+
+async function timed(url, headers) {
+  const start = performance.now();
+  const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+  await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`status ${res.status} from ${url}`);
+  return performance.now() - start;
+}
+
+async function run(url, headers, total, concurrency) {
+  const samples = [];
+  let issued = 0;
+  const worker = async () => {
+    while (issued < total) {
+      issued++;
+      samples.push(await timed(url, headers));
+    }
+  };
+  const start = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const wall = performance.now() - start;
+  samples.sort((a, b) => a - b);
+  const pct = (p) => samples[Math.min(samples.length - 1, Math.floor(samples.length * p))];
+  const r = (v) => Math.round(v * 1000) / 1000;
+  return { requests: total, concurrency, p50_ms: r(pct(0.5)), p99_ms: r(pct(0.99)), rps: Math.round(total / (wall / 1000)) };
+}
+
+const upstream = await startUpstream();
+const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
+const config = {
+  auth: { mode: "none" },
+  providers: { up: { kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "OPENAI_API_KEY" } },
+  models: { gpt: { provider: "up", upstream_model: "gpt-4o-mini" } },
+};
+const mf = new Miniflare({
+  modules: true,
+  scriptPath: path.join(root, "adapters/cloudflare/build/index.js"),
+  modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+  compatibilityDate: "2025-09-01",
+  bindings: { GATEWAY_CONFIG: JSON.stringify(config), OPENAI_API_KEY: "sk-bench" },
+  cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
+});
+const gatewayUrl = (await mf.ready).toString().replace(/\/$/, "");
+
+const direct = `${upstreamUrl}/v1/chat/completions`;
+const viaGateway = `${gatewayUrl}/v1/chat/completions`;
+const requests = Number(process.env.BENCH_REQUESTS || 400);
+// Warm both paths (isolate start, connection pools) before measuring.
+await run(direct, {}, 50, 4);
+await run(viaGateway, {}, 50, 4);
+
+const results = {};
+for (const concurrency of [1, 32]) {
+  const n = concurrency === 1 ? requests : requests * 4;
+  const d = await run(direct, {}, n, concurrency);
+  const g = await run(viaGateway, {}, n, concurrency);
+  results[`c${concurrency}`] = {
+    direct: d,
+    gateway: g,
+    overhead_p50_ms: Math.round((g.p50_ms - d.p50_ms) * 1000) / 1000,
+    overhead_p99_ms: Math.round((g.p99_ms - d.p99_ms) * 1000) / 1000,
+  };
+}
+await mf.dispose();
+upstream.close();
+console.log(JSON.stringify(results));

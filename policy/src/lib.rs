@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod guard;
 
 pub use access::ModelAccess;
 pub use auth::{AuthDecision, AuthError, ConsumerKey, KeyTable};

@@ -1,0 +1,5 @@
+//! Guardrails: what may go to a model and what may come back.
+
+pub mod pii;
+
+pub use pii::{Finding, PiiKind, PiiScanner};

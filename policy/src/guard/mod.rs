@@ -1,5 +1,7 @@
 //! Guardrails: what may go to a model and what may come back.
 
+pub mod injection;
 pub mod pii;
 
 pub use pii::{Finding, PiiKind, PiiScanner};
+pub use injection::{InjectionDetector, InjectionScore, Signal};

@@ -1,7 +1,9 @@
 //! Guardrails: what may go to a model and what may come back.
 
+pub mod engine;
 pub mod injection;
 pub mod pii;
 
 pub use pii::{Finding, PiiKind, PiiScanner};
 pub use injection::{InjectionDetector, InjectionScore, Signal};
+pub use engine::{BlockReason, CustomRule, Direction, GuardAction, GuardPolicy, GuardReport, Guards, Placeholders};

@@ -114,7 +114,7 @@ pub struct GuardReport {
 }
 
 impl GuardReport {
-    fn record(&mut self, rule: String, action: GuardAction, direction: Direction) {
+    pub(crate) fn record(&mut self, rule: String, action: GuardAction, direction: Direction) {
         *self.actions.entry((rule, action.name(), direction == Direction::Output)).or_insert(0) += 1;
     }
 }
@@ -131,7 +131,7 @@ pub struct Placeholders {
 pub const MAX_PLACEHOLDER_LEN: usize = 16;
 
 impl Placeholders {
-    fn placeholder_for(&mut self, kind: PiiKind, original: &str) -> String {
+    pub(crate) fn placeholder_for(&mut self, kind: PiiKind, original: &str) -> String {
         if let Some((placeholder, _)) = self.entries.iter().find(|(_, o)| o == original) {
             return placeholder.clone();
         }
@@ -201,8 +201,26 @@ impl Guards {
         placeholders: &mut Placeholders,
         report: &mut GuardReport,
     ) -> Result<Option<String>, BlockReason> {
-        if text.is_empty() {
+        let edits = self.plan(policy, text, direction, report)?;
+        if edits.is_empty() {
             return Ok(None);
+        }
+        let changed = edits.iter().any(|e| e.action != GuardAction::Log);
+        let out = render(text, &edits, text.len(), placeholders, report, direction);
+        Ok(changed.then_some(out))
+    }
+
+    /// Find what to do in `text` without changing anything yet. Blocks return at once;
+    /// everything else comes back as edits (a `Log` edit keeps its text).
+    pub fn plan(
+        &self,
+        policy: &GuardPolicy,
+        text: &str,
+        direction: Direction,
+        report: &mut GuardReport,
+    ) -> Result<Vec<Edit>, BlockReason> {
+        if text.is_empty() {
+            return Ok(Vec::new());
         }
         let lower = text.to_lowercase();
         if policy.deny.iter().any(|phrase| lower.contains(phrase.as_str())) {
@@ -228,8 +246,7 @@ impl Guards {
                 }
             }
         }
-        // Collect spans to rewrite: PII findings, then custom rules.
-        let mut edits: Vec<(usize, usize, String)> = Vec::new();
+        let mut edits: Vec<Edit> = Vec::new();
         if !policy.pii.is_empty() {
             for finding in self.pii.scan(text) {
                 let Some(&action) = policy.pii.get(&finding.kind) else { continue };
@@ -237,48 +254,85 @@ impl Guards {
                 if policy.allow.iter().any(|a| a.eq_ignore_ascii_case(value)) {
                     continue;
                 }
-                report.record(format!("pii:{}", finding.kind), action, direction);
-                match action {
-                    GuardAction::Block => return Err(BlockReason::Pii(finding.kind)),
-                    GuardAction::Log => {}
-                    GuardAction::Mask => edits.push((finding.start, finding.end, mask(finding.kind, value))),
-                    GuardAction::Redact => {
-                        let placeholder = placeholders.placeholder_for(finding.kind, value);
-                        edits.push((finding.start, finding.end, placeholder));
-                    }
+                if action == GuardAction::Block {
+                    report.record(format!("pii:{}", finding.kind), action, direction);
+                    return Err(BlockReason::Pii(finding.kind));
                 }
+                edits.push(Edit { start: finding.start, end: finding.end, action, target: EditTarget::Pii(finding.kind) });
             }
         }
-        for rule in &policy.rules {
+        for (index, rule) in policy.rules.iter().enumerate() {
             if !(if direction == Direction::Input { rule.input } else { rule.output }) {
                 continue;
             }
             for m in rule.regex.find_iter(text) {
-                if m.is_empty() || edits.iter().any(|(s, e, _)| m.start() < *e && m.end() > *s) {
+                if m.is_empty() || edits.iter().any(|e| m.start() < e.end && m.end() > e.start) {
                     continue;
                 }
-                report.record(format!("rule:{}", rule.name), rule.action, direction);
-                match rule.action {
-                    GuardAction::Block => return Err(BlockReason::Rule(rule.name.clone())),
-                    GuardAction::Log => {}
-                    GuardAction::Mask | GuardAction::Redact => edits.push((m.start(), m.end(), format!("[{}]", rule.name.to_uppercase()))),
+                if rule.action == GuardAction::Block {
+                    report.record(format!("rule:{}", rule.name), rule.action, direction);
+                    return Err(BlockReason::Rule(rule.name.clone()));
                 }
+                edits.push(Edit { start: m.start(), end: m.end(), action: rule.action, target: EditTarget::Rule(index, rule.name.to_uppercase()) });
             }
         }
-        if edits.is_empty() {
-            return Ok(None);
-        }
-        edits.sort_by_key(|(start, _, _)| *start);
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (start, end, replacement) in edits {
-            out.push_str(&text[at..start]);
-            out.push_str(&replacement);
-            at = end;
-        }
-        out.push_str(&text[at..]);
-        Ok(Some(out))
+        edits.sort_by_key(|e| e.start);
+        Ok(edits)
     }
+}
+
+/// A planned change to one span of text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edit {
+    pub start: usize,
+    pub end: usize,
+    pub action: GuardAction,
+    pub target: EditTarget,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EditTarget {
+    Pii(PiiKind),
+    /// A custom rule: its index and placeholder tag.
+    Rule(usize, String),
+}
+
+impl Edit {
+    fn rule(&self) -> String {
+        match &self.target {
+            EditTarget::Pii(kind) => format!("pii:{kind}"),
+            EditTarget::Rule(_, tag) => format!("rule:{}", tag.to_lowercase()),
+        }
+    }
+}
+
+/// Apply the edits that lie within `text[..upto]` and return that prefix rewritten; each applied
+/// edit is recorded in the report.
+pub fn render(
+    text: &str,
+    edits: &[Edit],
+    upto: usize,
+    placeholders: &mut Placeholders,
+    report: &mut GuardReport,
+    direction: Direction,
+) -> String {
+    let mut out = String::with_capacity(upto);
+    let mut at = 0;
+    for edit in edits.iter().filter(|e| e.end <= upto) {
+        report.record(edit.rule(), edit.action, direction);
+        let value = &text[edit.start..edit.end];
+        let replacement = match (&edit.action, &edit.target) {
+            (GuardAction::Log | GuardAction::Block, _) => continue,
+            (GuardAction::Mask, EditTarget::Pii(kind)) => mask(*kind, value),
+            (GuardAction::Redact, EditTarget::Pii(kind)) => placeholders.placeholder_for(*kind, value),
+            (_, EditTarget::Rule(_, tag)) => format!("[{tag}]"),
+        };
+        out.push_str(&text[at..edit.start]);
+        out.push_str(&replacement);
+        at = edit.end;
+    }
+    out.push_str(&text[at..upto]);
+    out
 }
 
 #[cfg(test)]

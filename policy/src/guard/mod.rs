@@ -3,7 +3,9 @@
 pub mod engine;
 pub mod injection;
 pub mod pii;
+pub mod stream;
 
 pub use pii::{Finding, PiiKind, PiiScanner};
 pub use injection::{InjectionDetector, InjectionScore, Signal};
 pub use engine::{BlockReason, CustomRule, Direction, GuardAction, GuardPolicy, GuardReport, Guards, Placeholders};
+pub use stream::StreamGuard;

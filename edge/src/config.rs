@@ -52,8 +52,65 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     cors: Option<RawCors>,
+    #[serde(default)]
+    guards: BTreeMap<String, RawGuard>,
     providers: BTreeMap<String, RawProvider>,
     models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    #[serde(default)]
+    pii: BTreeMap<String, String>,
+    #[serde(default)]
+    reversible: bool,
+    #[serde(default)]
+    injection: Option<RawInjection>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    #[serde(default = "yes")]
+    output: bool,
+    #[serde(default)]
+    moderation: Option<RawModeration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInjection {
+    threshold: f32,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    pattern: String,
+    action: String,
+    #[serde(default)]
+    on: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModeration {
+    provider: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    on_error: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +142,8 @@ struct RawConsumer {
     key_sha256: String,
     #[serde(default)]
     models: Option<Vec<String>>,
+    #[serde(default)]
+    guard: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +175,8 @@ struct RawModel {
     upstream_model: Option<String>,
     #[serde(default, rename = "type")]
     kind: Option<ModelKind>,
+    #[serde(default)]
+    guard: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,6 +233,26 @@ pub struct ModelRoute {
     pub provider: String,
     pub upstream_model: String,
     pub kind: ModelKind,
+    /// The guard profile for this model, unless the consumer has its own.
+    pub guard: Option<String>,
+}
+
+/// An external moderation check (an OpenAI-compatible `/moderations` endpoint) run on inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moderation {
+    pub provider: String,
+    pub model: String,
+    pub timeout_ms: u64,
+    /// Block the request when the moderation call fails or times out (fail closed).
+    pub block_on_error: bool,
+}
+
+/// A named guard profile: the policy plus the optional external moderation call.
+#[derive(Debug, Clone)]
+pub struct GuardProfile {
+    pub name: String,
+    pub policy: policy::guard::GuardPolicy,
+    pub moderation: Option<Moderation>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,11 +261,14 @@ pub struct Cors {
 }
 
 /// A validated configuration. Construct it with [`Config::parse`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub limits: Limits,
     pub keys: KeyTable,
     pub access: BTreeMap<String, ModelAccess>,
+    /// Guard profile per consumer that has one.
+    pub consumer_guards: BTreeMap<String, String>,
+    pub guards: BTreeMap<String, GuardProfile>,
     pub cors: Option<Cors>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelRoute>,
@@ -197,12 +281,9 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         let deserializer = &mut serde_json::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            ConfigErrors(vec![ConfigIssue {
-                path: if path.is_empty() || path == "." { "(document)".into() } else { path },
-                message: inner.to_string(),
-            }])
+            let message = err.inner().to_string();
+            let path = field_path(err.path().to_string(), &message);
+            ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
         })?;
         validate(raw)
     }
@@ -210,6 +291,15 @@ impl Config {
     /// The access list of an authenticated consumer (everything for anonymous callers).
     pub fn access_for(&self, consumer: Option<&str>) -> Option<&ModelAccess> {
         consumer.and_then(|c| self.access.get(c))
+    }
+
+    /// The guard profile that applies: the consumer's, else the model's, else `default`.
+    pub fn guard_for(&self, consumer: Option<&str>, model: &ModelRoute) -> Option<&GuardProfile> {
+        consumer
+            .and_then(|c| self.consumer_guards.get(c))
+            .or(model.guard.as_ref())
+            .and_then(|name| self.guards.get(name))
+            .or_else(|| self.guards.get("default"))
     }
 
     /// The timeout for a provider's response head.
@@ -318,12 +408,30 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                 name,
                 provider: model.provider,
                 kind: model.kind.unwrap_or(ModelKind::Chat),
+                guard: model.guard,
             },
         );
     }
 
+    // guards
+    let mut guards = BTreeMap::new();
+    for (name, raw) in raw.guards {
+        let path = format!("guards.{name}");
+        if let Some(profile) = validate_guard(&name, raw, &path, &providers, &mut issue) {
+            guards.insert(name, profile);
+        }
+    }
+    for (name, route) in &models {
+        if let Some(guard) = &route.guard {
+            if !guards.contains_key(guard) {
+                issue(format!("models.{name}.guard"), format!("unknown guard profile '{guard}'"));
+            }
+        }
+    }
+
     // auth
     let mut access = BTreeMap::new();
+    let mut consumer_guards = BTreeMap::new();
     let keys = match raw.auth {
         RawAuth::None => KeyTable::Disabled,
         RawAuth::ApiKeys { consumers } => {
@@ -365,6 +473,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                         }
                     }
                 }
+                if let Some(guard) = consumer.guard {
+                    if !guards.contains_key(&guard) {
+                        issue(format!("{path}.guard"), format!("unknown guard profile '{guard}'"));
+                    }
+                    consumer_guards.insert(consumer.id.clone(), guard);
+                }
                 let allowed = consumer.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all);
                 access.insert(consumer.id, allowed);
             }
@@ -375,9 +489,139 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let cors = raw.cors.map(|c| Cors { allow_origins: c.allow_origins });
 
     if issues.is_empty() {
-        Ok(Config { limits, keys, access, cors, providers, models })
+        Ok(Config { limits, keys, access, consumer_guards, guards, cors, providers, models })
     } else {
         Err(ConfigErrors(issues))
+    }
+}
+
+fn validate_guard(
+    name: &str,
+    raw: RawGuard,
+    path: &str,
+    providers: &BTreeMap<String, ProviderConfig>,
+    issue: &mut impl FnMut(String, String),
+) -> Option<GuardProfile> {
+    use policy::guard::{CustomRule, GuardAction, GuardPolicy, PiiKind};
+    let action = |value: &str, at: String, issue: &mut dyn FnMut(String, String)| {
+        let parsed = GuardAction::from_name(value);
+        if parsed.is_none() {
+            issue(at, format!("unknown action '{value}' (use redact, mask, block or log)"));
+        }
+        parsed
+    };
+    let mut ok = true;
+    let mut pii = BTreeMap::new();
+    for (kind, value) in &raw.pii {
+        let names: Vec<&str> = PiiKind::ALL.iter().map(|k| k.name()).collect();
+        match PiiKind::from_name(kind) {
+            Some(k) => match action(value, format!("{path}.pii.{kind}"), issue) {
+                Some(a) => {
+                    pii.insert(k, a);
+                }
+                None => ok = false,
+            },
+            None => {
+                issue(format!("{path}.pii.{kind}"), format!("unknown PII type (use {})", names.join(", ")));
+                ok = false;
+            }
+        }
+    }
+    let injection = match raw.injection {
+        None => None,
+        Some(inj) => {
+            if !(0.0..=1.0).contains(&inj.threshold) || inj.threshold == 0.0 {
+                issue(format!("{path}.injection.threshold"), format!("must be in (0, 1], got {}", inj.threshold));
+                ok = false;
+            }
+            let a = match inj.action.as_deref() {
+                None => Some(GuardAction::Block),
+                Some(v @ ("block" | "log")) => GuardAction::from_name(v),
+                Some(v) => {
+                    issue(format!("{path}.injection.action"), format!("must be block or log, got '{v}'"));
+                    None
+                }
+            };
+            a.map(|a| (inj.threshold, a))
+        }
+    };
+    let mut rules = Vec::new();
+    for (i, rule) in raw.rules.into_iter().enumerate() {
+        let at = format!("{path}.rules[{i}]");
+        if !valid_name(&rule.name) {
+            issue(format!("{at}.name"), "use letters, digits, '-', '_' and '.'".into());
+            ok = false;
+        }
+        let regex = match regex::RegexBuilder::new(&rule.pattern).size_limit(1 << 20).build() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                issue(format!("{at}.pattern"), format!("invalid regular expression: {e}"));
+                ok = false;
+                None
+            }
+        };
+        let (input, output) = match rule.on.as_deref() {
+            None | Some("both") => (true, true),
+            Some("input") => (true, false),
+            Some("output") => (false, true),
+            Some(other) => {
+                issue(format!("{at}.on"), format!("must be input, output or both, got '{other}'"));
+                ok = false;
+                (true, true)
+            }
+        };
+        let a = action(&rule.action, format!("{at}.action"), issue);
+        if let (Some(regex), Some(action)) = (regex, a) {
+            rules.push(CustomRule { name: rule.name, regex, action, input, output });
+        } else {
+            ok = false;
+        }
+    }
+    let moderation = match raw.moderation {
+        None => None,
+        Some(m) => {
+            if !matches!(providers.get(&m.provider), Some(ProviderConfig::OpenAi(_))) {
+                issue(format!("{path}.moderation.provider"), format!("'{}' is not a configured openai-kind provider", m.provider));
+                ok = false;
+            }
+            let block_on_error = match m.on_error.as_deref() {
+                None | Some("block") => true,
+                Some("allow") => false,
+                Some(other) => {
+                    issue(format!("{path}.moderation.on_error"), format!("must be block or allow, got '{other}'"));
+                    ok = false;
+                    true
+                }
+            };
+            Some(Moderation {
+                provider: m.provider,
+                model: m.model.unwrap_or_else(|| "omni-moderation-latest".into()),
+                timeout_ms: m.timeout_ms.unwrap_or(2_000).clamp(1, 60_000),
+                block_on_error,
+            })
+        }
+    };
+    let policy = GuardPolicy {
+        pii,
+        reversible: raw.reversible,
+        injection,
+        deny: raw.deny.iter().map(|d| d.to_lowercase()).filter(|d| !d.is_empty()).collect(),
+        allow: raw.allow,
+        rules,
+        scan_output: raw.output,
+    };
+    ok.then(|| GuardProfile { name: name.to_string(), policy, moderation })
+}
+
+/// The full path of a field a deserialisation error is about: serde reports a missing field at
+/// its parent, with the field's name only in the message.
+pub(crate) fn field_path(parent: String, message: &str) -> String {
+    let parent = if parent == "." { String::new() } else { parent };
+    let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    match missing {
+        Some(field) if parent.is_empty() => field.to_string(),
+        Some(field) => format!("{parent}.{field}"),
+        None => parent,
     }
 }
 
@@ -447,6 +691,14 @@ mod tests {
                 "auth.consumers[0].key_sha256",
             ]
         );
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_full_path() {
+        let err = Config::parse(r#"{"providers": {"up": {"kind": "openai"}}, "models": {}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "providers.up.base_url", "{err}");
+        let err = Config::parse(r#"{"models": {}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "providers");
     }
 
     #[test]

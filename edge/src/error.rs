@@ -46,6 +46,11 @@ pub enum GatewayError {
     UpstreamInvalidResponse { provider: String, detail: String },
     /// A stream broke off after the 200 was sent; reported to the client as an SSE error event.
     UpstreamStreamBroken { provider: String },
+    /// A guardrail refused the request (`output: false`) or the model's response (`output: true`).
+    /// `rule` names the rule, never the matched text.
+    ContentBlocked { rule: String, output: bool },
+    /// The moderation service configured to fail closed could not be asked.
+    ModerationUnavailable,
 }
 
 impl GatewayError {
@@ -56,7 +61,8 @@ impl GatewayError {
             MethodNotAllowed { .. } => 405,
             UnsupportedContentType { .. } => 415,
             BodyTooLarge { .. } => 413,
-            BodyRead { .. } | InvalidJson { .. } | InvalidRequest { .. } | UnsupportedOperation { .. } => 400,
+            BodyRead { .. } | InvalidJson { .. } | InvalidRequest { .. } | UnsupportedOperation { .. } | ContentBlocked { .. } => 400,
+            ModerationUnavailable => 503,
             MissingCredential | InvalidCredential => 401,
             ModelNotAllowed { .. } => 403,
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => 500,
@@ -74,6 +80,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => ErrorSource::Gateway,
+            ModerationUnavailable => ErrorSource::Upstream,
             UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => {
                 ErrorSource::Upstream
             }
@@ -87,7 +94,7 @@ impl GatewayError {
     pub fn retryable(&self) -> bool {
         use GatewayError::*;
         match self {
-            UpstreamConnect { .. } | UpstreamTimeout { .. } => true,
+            UpstreamConnect { .. } | UpstreamTimeout { .. } | ModerationUnavailable => true,
             UpstreamStatus { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -117,6 +124,8 @@ impl GatewayError {
             UpstreamStatus { .. } => "upstream_error",
             UpstreamInvalidResponse { .. } => "upstream_invalid_response",
             UpstreamStreamBroken { .. } => "upstream_stream_error",
+            ContentBlocked { .. } => "content_blocked",
+            ModerationUnavailable => "moderation_unavailable",
         }
     }
 
@@ -132,7 +141,8 @@ impl GatewayError {
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
             | UpstreamInvalidResponse { .. }
-            | UpstreamStreamBroken { .. } => "api_error",
+            | UpstreamStreamBroken { .. }
+            | ModerationUnavailable => "api_error",
             _ => "invalid_request_error",
         }
     }
@@ -183,6 +193,9 @@ impl GatewayError {
             UpstreamStreamBroken { provider } => {
                 format!("The provider '{provider}' stream broke off before it was complete.")
             }
+            ContentBlocked { rule, output: false } => format!("The request was blocked by the guardrail '{rule}'."),
+            ContentBlocked { rule, output: true } => format!("The model's response was blocked by the guardrail '{rule}'."),
+            ModerationUnavailable => "The moderation service could not be reached; the request was not sent.".into(),
         }
     }
 

@@ -211,8 +211,15 @@ impl Gateway {
         trace.consumer = consumer.clone();
 
         match route {
-            Route::ListModels => Ok(list_models(&config, consumer.as_deref())),
-            Route::GetModel(id) => get_model(&config, consumer.as_deref(), &id),
+            Route::ListModels | Route::GetModel(_) => {
+                let response = match route {
+                    Route::GetModel(id) => get_model(&config, consumer.as_deref(), &id)?,
+                    _ => list_models(&config, consumer.as_deref()),
+                };
+                let elapsed = host.now_ms().saturating_sub(trace.started_ms);
+                host.emit(&trace.event(200, Outcome::Completed, None, None, elapsed, elapsed));
+                Ok(response)
+            }
             Route::ChatCompletions => {
                 let body = read_json_body(request, config.limits.max_body_bytes).await?;
                 let chat: ChatRequest = parse_request(&body)?;

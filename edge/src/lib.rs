@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod gateway;
+pub mod guard;
 pub mod host;
 pub mod http;
 pub mod openai;

@@ -203,11 +203,11 @@ pub fn parse_request<T: ApiRequest>(body: &[u8]) -> Result<T, GatewayError> {
         });
     }
     let request: T = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
+        let path = crate::config::field_path(e.path().to_string(), &e.inner().to_string());
         let detail = e.into_inner().to_string();
         GatewayError::InvalidRequest {
-            message: format!("Invalid request: {detail}{}", if path == "." { String::new() } else { format!(" at '{path}'") }),
-            param: (path != ".").then_some(path),
+            message: format!("Invalid request: {detail}{}", if path.is_empty() { String::new() } else { format!(" at '{path}'") }),
+            param: (!path.is_empty()).then_some(path),
         }
     })?;
     request.check()?;
@@ -265,7 +265,7 @@ mod tests {
         let err = parse_request::<ChatRequest>(br#"{"model": 5, "messages": []}"#).unwrap_err();
         assert!(matches!(err, GatewayError::InvalidRequest { param: Some(ref p), .. } if p == "model"), "{err:?}");
         let err = parse_request::<ChatRequest>(br#"{"model": "m"}"#).unwrap_err();
-        assert!(matches!(err, GatewayError::InvalidRequest { .. }));
+        assert!(matches!(err, GatewayError::InvalidRequest { param: Some(ref p), .. } if p == "messages"), "{err:?}");
         let err = parse_request::<ChatRequest>(br#"{"model": "m", "messages": [{"role": "robot"}]}"#).unwrap_err();
         assert!(matches!(err, GatewayError::InvalidRequest { param: Some(ref p), .. } if p == "messages[0].role"));
         let err = parse_request::<ChatRequest>(br#"[1]"#).unwrap_err();

@@ -234,7 +234,7 @@ mod tests {
     use futures::StreamExt;
 
     fn route() -> ModelRoute {
-        ModelRoute { name: "mock".into(), provider: "mock".into(), upstream_model: "mock-1".into(), kind: ModelKind::Chat }
+        ModelRoute { name: "mock".into(), provider: "mock".into(), upstream_model: "mock-1".into(), kind: ModelKind::Chat, guard: None }
     }
 
     fn body_bytes(response: OutboundResponse) -> Vec<u8> {

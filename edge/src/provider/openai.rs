@@ -62,7 +62,7 @@ mod tests {
     }
 
     fn route() -> ModelRoute {
-        ModelRoute { name: "fast".into(), provider: "openai".into(), upstream_model: "gpt-4o-mini".into(), kind: ModelKind::Chat }
+        ModelRoute { name: "fast".into(), provider: "openai".into(), upstream_model: "gpt-4o-mini".into(), kind: ModelKind::Chat, guard: None }
     }
 
     #[test]

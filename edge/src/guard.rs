@@ -1,0 +1,236 @@
+//! Guardrails in the pipeline: which parts of an OpenAI request and response are text, and what
+//! the guards did, for the usage event. The detection and the policies live in `policy::guard`.
+//!
+//! Scanned on the way in: every message's `content` (string or text parts), tool-call
+//! `arguments`, and tool results. Image, audio and file parts are passed on unscanned and counted
+//! in the report. On the way out: each choice's `content`, whole or streamed.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use policy::guard::{BlockReason, Direction, GuardReport, Guards, Placeholders, StreamGuard};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::{GuardProfile, OpenAiProviderConfig};
+use crate::error::GatewayError;
+use crate::host::OutboundRequest;
+use crate::openai::ChatRequest;
+
+/// The guard state of one request.
+pub struct RequestGuard {
+    pub guards: Rc<Guards>,
+    pub profile: GuardProfile,
+    pub placeholders: Placeholders,
+    pub report: GuardReport,
+}
+
+fn blocked(reason: BlockReason, report: &mut GuardReport, output: bool) -> GatewayError {
+    let rule = reason.rule();
+    report.blocked = Some(reason);
+    GatewayError::ContentBlocked { rule, output }
+}
+
+impl RequestGuard {
+    fn check(&mut self, text: &str, direction: Direction) -> Result<Option<String>, BlockReason> {
+        self.guards.apply(&self.profile.policy, text, direction, &mut self.placeholders, &mut self.report)
+    }
+
+    /// Scan and rewrite every text the request carries to the model.
+    pub fn guard_input(&mut self, request: &mut ChatRequest) -> Result<(), GatewayError> {
+        for message in &mut request.messages {
+            let Some(message) = message.as_object_mut() else { continue };
+            if let Some(content) = message.get_mut("content") {
+                self.guard_content(content)?;
+            }
+            if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+                for call in calls {
+                    if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                        if let Some(new) = self.check(arguments, Direction::Input).map_err(|r| blocked(r, &mut self.report, false))? {
+                            *arguments = new;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn guard_content(&mut self, content: &mut Value) -> Result<(), GatewayError> {
+        match content {
+            Value::String(text) => {
+                if let Some(new) = self.check(text, Direction::Input).map_err(|r| blocked(r, &mut self.report, false))? {
+                    *text = new;
+                }
+            }
+            Value::Array(parts) => {
+                for part in parts {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("text") => {
+                            if let Some(Value::String(text)) = part.get_mut("text") {
+                                if let Some(new) = self.check(text, Direction::Input).map_err(|r| blocked(r, &mut self.report, false))? {
+                                    *text = new;
+                                }
+                            }
+                        }
+                        Some(_) => self.report.images_unscanned += 1,
+                        None => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The texts sent to the model, after redaction, for an external moderation check.
+    pub fn input_texts(request: &ChatRequest) -> Vec<String> {
+        let mut texts = Vec::new();
+        for message in &request.messages {
+            match message.get("content") {
+                Some(Value::String(s)) if !s.is_empty() => texts.push(s.clone()),
+                Some(Value::Array(parts)) => texts.extend(
+                    parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).filter(|s| !s.is_empty()).map(str::to_string),
+                ),
+                _ => {}
+            }
+        }
+        texts
+    }
+
+    /// Scan a whole chat completion: block, rewrite, and restore placeholders.
+    pub fn guard_completion(&mut self, completion: &mut Value) -> Result<bool, GatewayError> {
+        let mut changed = false;
+        let Some(choices) = completion.get_mut("choices").and_then(Value::as_array_mut) else { return Ok(false) };
+        for choice in choices {
+            let Some(Value::String(content)) = choice.pointer_mut("/message/content") else { continue };
+            if self.profile.policy.scan_output {
+                if let Some(new) = self.check(content, Direction::Output).map_err(|r| blocked(r, &mut self.report, true))? {
+                    *content = new;
+                    changed = true;
+                }
+            }
+            if self.profile.policy.reversible && !self.placeholders.is_empty() {
+                let restored = self.placeholders.restore(content);
+                if restored != *content {
+                    *content = restored;
+                    changed = true;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Whether streamed responses need the per-chunk output guard.
+    pub fn guards_stream(&self) -> bool {
+        self.profile.policy.scan_output || (self.profile.policy.reversible && !self.placeholders.is_empty())
+    }
+
+    /// Guard one streamed chunk in place. `Err` ends the stream with an error event.
+    pub fn guard_chunk(&mut self, streams: &mut BTreeMap<u64, StreamGuard>, chunk: &mut Value) -> Result<(), GatewayError> {
+        let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else { return Ok(()) };
+        for choice in choices {
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+            let piece = choice.pointer("/delta/content").and_then(Value::as_str).unwrap_or("").to_string();
+            let guard = streams.entry(index).or_default();
+            let mut released = self.push(guard, &piece)?;
+            if finished {
+                released.push_str(&self.finish(guard)?);
+            }
+            if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
+                if delta.contains_key("content") || !released.is_empty() {
+                    delta.insert("content".into(), Value::String(released));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, guard: &mut StreamGuard, piece: &str) -> Result<String, GatewayError> {
+        let policy = self.effective_output_policy();
+        guard.push(&self.guards, &policy, piece, &mut self.placeholders, &mut self.report).map_err(|r| blocked(r, &mut self.report, true))
+    }
+
+    pub fn finish(&mut self, guard: &mut StreamGuard) -> Result<String, GatewayError> {
+        let policy = self.effective_output_policy();
+        guard.finish(&self.guards, &policy, &mut self.placeholders, &mut self.report).map_err(|r| blocked(r, &mut self.report, true))
+    }
+
+    /// With `output: false` a reversible profile still restores placeholders but checks nothing.
+    fn effective_output_policy(&self) -> policy::guard::GuardPolicy {
+        let mut policy = self.profile.policy.clone();
+        if !policy.scan_output {
+            policy.pii.clear();
+            policy.deny.clear();
+            policy.rules.clear();
+        }
+        policy
+    }
+
+    pub fn summary(&self) -> GuardSummary {
+        GuardSummary::from_report(&self.profile.name, &self.report)
+    }
+}
+
+/// The guard part of the usage event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardSummary {
+    pub profile: String,
+    pub actions: Vec<GuardActionCount>,
+    pub injection_score: Option<f32>,
+    pub injection_signals: Vec<&'static str>,
+    pub blocked: Option<String>,
+    pub images_unscanned: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardActionCount {
+    pub rule: String,
+    pub action: &'static str,
+    pub direction: &'static str,
+    pub count: u32,
+}
+
+impl GuardSummary {
+    pub fn from_report(profile: &str, report: &GuardReport) -> Self {
+        GuardSummary {
+            profile: profile.to_string(),
+            actions: report
+                .actions
+                .iter()
+                .map(|((rule, action, output), count)| GuardActionCount {
+                    rule: rule.clone(),
+                    action,
+                    direction: if *output { "output" } else { "input" },
+                    count: *count,
+                })
+                .collect(),
+            injection_score: report.injection_score.map(|s| (s * 100.0).round() / 100.0),
+            injection_signals: report.injection_signals.clone(),
+            blocked: report.blocked.as_ref().map(BlockReason::rule),
+            images_unscanned: report.images_unscanned,
+        }
+    }
+}
+
+/// The moderation call: `POST {base_url}/moderations` with the request's texts.
+pub fn moderation_request(provider: &OpenAiProviderConfig, model: &str, texts: Vec<String>, api_key: Option<&str>) -> OutboundRequest {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(key) = api_key {
+        headers.push(("authorization".to_string(), format!("Bearer {key}")));
+    }
+    OutboundRequest {
+        method: "POST",
+        url: format!("{}/moderations", provider.base_url),
+        headers,
+        body: json!({ "model": model, "input": texts }).to_string().into_bytes(),
+    }
+}
+
+/// Read a moderation response: `Some(true)` if any input was flagged, `None` if unreadable.
+pub fn moderation_flagged(body: &[u8]) -> Option<bool> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let results = value.get("results")?.as_array()?;
+    Some(results.iter().any(|r| r.get("flagged").and_then(Value::as_bool).unwrap_or(false)))
+}

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::guard::GuardSummary;
 use crate::openai::Usage;
 
 /// How a request ended.
@@ -40,4 +41,6 @@ pub struct UsageEvent {
     pub duration_ms: u64,
     pub country: Option<String>,
     pub colo: Option<String>,
+    /// What the guardrails found and did, when a guard profile applied.
+    pub guard: Option<GuardSummary>,
 }

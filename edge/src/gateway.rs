@@ -13,7 +13,7 @@
 //! 7. **respond**: streamed bodies are translated chunk by chunk (see [`crate::stream`]); the
 //!    usage event is emitted when the body ends, however it ends.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 
@@ -23,12 +23,14 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigErrors, ModelKind, ModelRoute, ProviderConfig};
 use crate::error::GatewayError;
+use crate::guard::{GuardSummary, RequestGuard};
+use policy::guard::Guards;
 use crate::event::{Outcome, UsageEvent};
 use crate::host::{Body, ByteStream, FetchError, Host, OutboundResponse};
 use crate::http::{Request, Response};
 use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest, Usage};
 use crate::provider::{self, Dispatch, ProviderContext};
-use crate::stream::{openai_chunks, StreamPlan};
+use crate::stream::{openai_chunks, OutputGuard, StreamEnd, StreamPlan};
 
 /// The KV key that holds a configuration document overriding the shipped one.
 pub const CONFIG_KV_KEY: &str = "config";
@@ -87,6 +89,8 @@ struct LoadedConfig {
 #[derive(Default)]
 pub struct Gateway {
     config: RefCell<Option<LoadedConfig>>,
+    /// The guardrail detectors, compiled on the first request that needs them.
+    guards: OnceCell<Rc<Guards>>,
 }
 
 /// What is known about the request so far, for the usage event.
@@ -102,10 +106,14 @@ struct Trace {
     stream: bool,
     country: Option<String>,
     colo: Option<String>,
+    usage: Option<Usage>,
+    guard: Option<GuardSummary>,
+    /// Milliseconds to the upstream's response head, once known.
+    latency_ms: Option<u64>,
 }
 
 impl Trace {
-    fn event(&self, status: u16, outcome: Outcome, error: Option<&'static str>, usage: Option<Usage>, latency_ms: u64, duration_ms: u64) -> UsageEvent {
+    fn event(&self, status: u16, outcome: Outcome, error: Option<&'static str>, duration_ms: u64) -> UsageEvent {
         UsageEvent {
             request_id: self.request_id.clone(),
             operation: self.operation,
@@ -117,11 +125,12 @@ impl Trace {
             status,
             outcome,
             error,
-            usage,
-            latency_ms,
+            usage: self.usage,
+            latency_ms: self.latency_ms.unwrap_or(duration_ms),
             duration_ms,
             country: self.country.clone(),
             colo: self.colo.clone(),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -145,6 +154,9 @@ impl Gateway {
             stream: false,
             country: request.facts.country.clone(),
             colo: request.facts.colo.clone(),
+            usage: None,
+            guard: None,
+            latency_ms: None,
         };
         let origin = request.header("origin").map(str::to_string);
         let preflight = request.method == "OPTIONS";
@@ -158,7 +170,7 @@ impl Gateway {
             Err(error) => {
                 let elapsed = host.now_ms().saturating_sub(started_ms);
                 if !preflight {
-                    host.emit(&trace.event(error.status(), Outcome::Failed, Some(error.label()), None, elapsed, elapsed));
+                    host.emit(&trace.event(error.status(), Outcome::Failed, Some(error.label()), elapsed));
                 }
                 error.to_response()
             }
@@ -217,7 +229,7 @@ impl Gateway {
                     _ => list_models(&config, consumer.as_deref()),
                 };
                 let elapsed = host.now_ms().saturating_sub(trace.started_ms);
-                host.emit(&trace.event(200, Outcome::Completed, None, None, elapsed, elapsed));
+                host.emit(&trace.event(200, Outcome::Completed, None, elapsed));
                 Ok(response)
             }
             Route::ChatCompletions => {
@@ -279,7 +291,7 @@ impl Gateway {
         &self,
         config: &Config,
         consumer: Option<&str>,
-        request: ChatRequest,
+        mut request: ChatRequest,
         host: &H,
         trace: &mut Trace,
     ) -> Result<Response, GatewayError> {
@@ -287,6 +299,22 @@ impl Gateway {
         let stream = request.is_stream();
         trace.stream = stream;
         let strip_usage = !request.wants_stream_usage();
+        let mut guard = config.guard_for(consumer, route).map(|profile| RequestGuard {
+            guards: self.guards.get_or_init(|| Rc::new(Guards::new())).clone(),
+            profile: profile.clone(),
+            placeholders: Default::default(),
+            report: Default::default(),
+        });
+        if let Some(guard) = guard.as_mut() {
+            let checked = guard.guard_input(&mut request);
+            trace.guard = Some(guard.summary());
+            checked?;
+            if let Some(moderation) = guard.profile.moderation.clone() {
+                let checked = moderate(config, host, &moderation, RequestGuard::input_texts(&request), guard).await;
+                trace.guard = Some(guard.summary());
+                checked?;
+            }
+        }
         let secret = |name: &str| host.secret(name);
         let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
         let dispatch = provider::chat(provider, route, request, &ctx)?;
@@ -294,7 +322,7 @@ impl Gateway {
         let deadline = trace.started_ms + timeout_ms;
         let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
         let upstream = check_status(host, &route.provider, upstream, deadline).await?;
-        let latency_ms = host.now_ms().saturating_sub(trace.started_ms);
+        trace.latency_ms = Some(host.now_ms().saturating_sub(trace.started_ms));
 
         let is_sse = upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
         if stream && is_sse {
@@ -308,12 +336,15 @@ impl Gateway {
                 strip_usage,
                 idle_timeout_ms: config.limits.stream_idle_timeout_ms,
             };
-            let finished_trace = trace.clone();
+            let mut finished_trace = trace.clone();
             let event_host = host.clone();
-            let body = openai_chunks(body, host.clone(), plan, move |outcome, usage| {
+            let body = openai_chunks(body, host.clone(), plan, guard.map(OutputGuard::new), move |end: StreamEnd| {
                 let duration = event_host.now_ms().saturating_sub(finished_trace.started_ms);
-                let error = (outcome == Outcome::StreamError).then_some("upstream_stream_error");
-                event_host.emit(&finished_trace.event(200, outcome, error, usage, latency_ms, duration));
+                finished_trace.usage = end.usage;
+                if end.guard.is_some() {
+                    finished_trace.guard = end.guard;
+                }
+                event_host.emit(&finished_trace.event(200, end.outcome, end.error, duration));
             });
             return Ok(Response {
                 status: 200,
@@ -326,7 +357,7 @@ impl Gateway {
             .with_header("x-gateway-provider", route.provider.clone())
             .with_header("x-gateway-model", route.upstream_model.clone()));
         }
-        self.whole_response(host, &route.provider, upstream, deadline, trace, latency_ms).await.map(|r| {
+        self.whole_response(host, &route.provider, upstream, deadline, trace, guard.as_mut()).await.map(|r| {
             r.with_header("x-gateway-provider", route.provider.clone())
                 .with_header("x-gateway-model", route.upstream_model.clone())
         })
@@ -348,8 +379,8 @@ impl Gateway {
         let deadline = trace.started_ms + timeout_ms;
         let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
         let upstream = check_status(host, &route.provider, upstream, deadline).await?;
-        let latency_ms = host.now_ms().saturating_sub(trace.started_ms);
-        self.whole_response(host, &route.provider, upstream, deadline, trace, latency_ms).await.map(|r| {
+        trace.latency_ms = Some(host.now_ms().saturating_sub(trace.started_ms));
+        self.whole_response(host, &route.provider, upstream, deadline, trace, None).await.map(|r| {
             r.with_header("x-gateway-provider", route.provider.clone())
                 .with_header("x-gateway-model", route.upstream_model.clone())
         })
@@ -362,8 +393,8 @@ impl Gateway {
         provider: &str,
         upstream: OutboundResponse,
         deadline: u64,
-        trace: &Trace,
-        latency_ms: u64,
+        trace: &mut Trace,
+        guard: Option<&mut RequestGuard>,
     ) -> Result<Response, GatewayError> {
         let remaining = deadline.saturating_sub(host.now_ms()).max(1);
         let bytes = match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_BODY)).await {
@@ -380,10 +411,64 @@ impl Gateway {
             provider: provider.into(),
             detail: "the body is not JSON".into(),
         })?;
-        let usage = value.get("usage").and_then(Usage::from_openai);
+        trace.usage = value.get("usage").and_then(Usage::from_openai);
+        let mut bytes = bytes;
+        if let Some(guard) = guard {
+            let mut value = value;
+            let checked = guard.guard_completion(&mut value);
+            trace.guard = Some(guard.summary());
+            if checked? {
+                bytes = serde_json::to_vec(&value).unwrap_or(bytes);
+            }
+        }
         let duration = host.now_ms().saturating_sub(trace.started_ms);
-        host.emit(&trace.event(200, Outcome::Completed, None, usage, latency_ms, duration));
+        host.emit(&trace.event(200, Outcome::Completed, None, duration));
         Ok(Response::json_bytes(200, bytes))
+    }
+}
+
+/// Ask the configured moderation endpoint about the request's texts (after redaction).
+async fn moderate<H: Host>(
+    config: &Config,
+    host: &H,
+    moderation: &crate::config::Moderation,
+    texts: Vec<String>,
+    guard: &mut RequestGuard,
+) -> Result<(), GatewayError> {
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let Some(ProviderConfig::OpenAi(provider)) = config.providers.get(&moderation.provider) else {
+        return Err(GatewayError::ModerationUnavailable);
+    };
+    let key = match &provider.api_key_secret {
+        Some(name) => Some(host.secret(name).ok_or_else(|| GatewayError::MissingSecret { name: name.clone() })?),
+        None => None,
+    };
+    let request = crate::guard::moderation_request(provider, &moderation.model, texts, key.as_deref());
+    let call = async {
+        let response = host.fetch(request).await.ok()?;
+        if !(200..300).contains(&response.status) {
+            return None;
+        }
+        let body = read_body(response.body, 1024 * 1024).await.ok()?;
+        crate::guard::moderation_flagged(&body)
+    };
+    match with_timeout(host, moderation.timeout_ms, call).await.flatten() {
+        Some(true) => {
+            guard.report.record("moderation".into(), policy::guard::GuardAction::Block, policy::guard::Direction::Input);
+            guard.report.blocked = Some(policy::guard::BlockReason::Rule("moderation".into()));
+            Err(GatewayError::ContentBlocked { rule: "moderation".into(), output: false })
+        }
+        Some(false) => Ok(()),
+        None if moderation.block_on_error => {
+            guard.report.record("moderation_unavailable".into(), policy::guard::GuardAction::Block, policy::guard::Direction::Input);
+            Err(GatewayError::ModerationUnavailable)
+        }
+        None => {
+            guard.report.record("moderation_unavailable".into(), policy::guard::GuardAction::Log, policy::guard::Direction::Input);
+            Ok(())
+        }
     }
 }
 

@@ -13,8 +13,13 @@ use futures::future::{select, Either};
 use futures::StreamExt;
 use serde_json::Value;
 
+use std::collections::BTreeMap;
+
+use policy::guard::StreamGuard;
+
 use crate::error::GatewayError;
 use crate::event::Outcome;
+use crate::guard::{GuardSummary, RequestGuard};
 use crate::host::{ByteStream, Host};
 use crate::openai::Usage;
 use crate::sse::{SseDecoder, SseEvent};
@@ -29,26 +34,48 @@ pub struct StreamPlan {
     pub idle_timeout_ms: u64,
 }
 
-/// Called once with how the stream ended and the usage the upstream reported.
-type OnEnd = Box<dyn FnOnce(Outcome, Option<Usage>)>;
+/// How a stream ended, as reported to the pipeline once.
+pub struct StreamEnd {
+    pub outcome: Outcome,
+    /// The error label when the stream ended with an error event.
+    pub error: Option<&'static str>,
+    pub usage: Option<Usage>,
+    pub guard: Option<GuardSummary>,
+}
+
+type OnEnd = Box<dyn FnOnce(StreamEnd)>;
+
+/// The output guard of one stream: the request's guard state and one text guard per choice.
+pub struct OutputGuard {
+    guard: RequestGuard,
+    choices: BTreeMap<u64, StreamGuard>,
+}
+
+impl OutputGuard {
+    pub fn new(guard: RequestGuard) -> Self {
+        OutputGuard { guard, choices: BTreeMap::new() }
+    }
+}
 
 /// Reports the end exactly once; if dropped unreported, the client went away.
 struct EndReport {
     on_end: Option<OnEnd>,
     usage: Option<Usage>,
+    guard: Option<OutputGuard>,
 }
 
 impl EndReport {
-    fn report(&mut self, outcome: Outcome) {
+    fn report(&mut self, outcome: Outcome, error: Option<&'static str>) {
         if let Some(on_end) = self.on_end.take() {
-            on_end(outcome, self.usage);
+            let guard = self.guard.as_ref().map(|g| g.guard.summary());
+            on_end(StreamEnd { outcome, error, usage: self.usage, guard });
         }
     }
 }
 
 impl Drop for EndReport {
     fn drop(&mut self) {
-        self.report(Outcome::ClientDisconnected);
+        self.report(Outcome::ClientDisconnected, None);
     }
 }
 
@@ -61,55 +88,89 @@ struct Translator {
 }
 
 impl Translator {
-    fn push(&mut self, bytes: &[u8], usage: &mut Option<Usage>, out: &mut Vec<u8>) {
+    fn push(&mut self, bytes: &[u8], end: &mut EndReport, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         for event in self.decoder.push(bytes) {
-            self.translate(event, usage, out);
+            self.translate(event, end, out)?;
         }
+        Ok(())
     }
 
-    fn translate(&mut self, event: SseEvent, usage: &mut Option<Usage>, out: &mut Vec<u8>) {
+    fn translate(&mut self, event: SseEvent, end: &mut EndReport, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let guard = end.guard.as_mut().filter(|g| g.guard.guards_stream());
         if event.data == "[DONE]" {
+            if let Some(guard) = guard {
+                flush_unfinished(guard, out)?;
+            }
             self.saw_done = true;
             out.extend_from_slice(b"data: [DONE]\n\n");
-            return;
+            return Ok(());
         }
-        // Most chunks carry neither usage nor an error: forward their bytes without re-encoding,
-        // and remove a compact `"usage":null` textually instead of parsing the chunk.
         let mentions_usage = event.data.contains("\"usage\"");
         let has_error = event.data.contains("\"error\"");
-        if !has_error && mentions_usage && self.strip_usage {
-            if let Some(stripped) = without_null_usage(&event.data) {
-                crate::sse::encode(event.event.as_deref(), &stripped, out);
-                return;
+        if guard.is_none() {
+            // Most chunks carry neither usage nor an error: forward their bytes without
+            // re-encoding, and remove a compact `"usage":null` textually instead of parsing.
+            if !has_error && mentions_usage && self.strip_usage {
+                if let Some(stripped) = without_null_usage(&event.data) {
+                    crate::sse::encode(event.event.as_deref(), &stripped, out);
+                    return Ok(());
+                }
+            }
+            if !(mentions_usage || has_error) {
+                crate::sse::encode(event.event.as_deref(), &event.data, out);
+                return Ok(());
             }
         }
-        let interesting = mentions_usage || has_error;
-        let parsed = if interesting { serde_json::from_str::<Value>(&event.data).ok() } else { None };
-        let Some(mut chunk) = parsed else {
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
             crate::sse::encode(event.event.as_deref(), &event.data, out);
-            return;
+            return Ok(());
         };
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             self.saw_error = true;
         }
         let chunk_usage = chunk.get("usage").filter(|u| !u.is_null());
         if let Some(u) = chunk_usage.and_then(Usage::from_openai) {
-            *usage = Some(u);
+            end.usage = Some(u);
+        }
+        let only_usage = chunk_usage.is_some() && chunk.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
+        let mut modified = false;
+        if let Some(guard) = end.guard.as_mut().filter(|g| g.guard.guards_stream()) {
+            guard.guard.guard_chunk(&mut guard.choices, &mut chunk)?;
+            modified = true;
         }
         if self.strip_usage && chunk.get("usage").is_some() {
-            let only_usage = chunk_usage.is_some()
-                && chunk.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
             if only_usage {
-                return;
+                return Ok(());
             }
             if let Some(object) = chunk.as_object_mut() {
                 object.remove("usage");
             }
-            crate::sse::encode(event.event.as_deref(), &chunk.to_string(), out);
-            return;
+            modified = true;
         }
-        crate::sse::encode(event.event.as_deref(), &event.data, out);
+        if modified {
+            crate::sse::encode(event.event.as_deref(), &chunk.to_string(), out);
+        } else {
+            crate::sse::encode(event.event.as_deref(), &event.data, out);
+        }
+        Ok(())
     }
+}
+
+/// Release text still held for choices whose stream ended without a `finish_reason`.
+fn flush_unfinished(guard: &mut OutputGuard, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+    let indexes: Vec<u64> = guard.choices.keys().copied().collect();
+    for index in indexes {
+        let mut text_guard = guard.choices.remove(&index).unwrap_or_default();
+        let text = guard.guard.finish(&mut text_guard)?;
+        if !text.is_empty() {
+            let chunk = serde_json::json!({
+                "object": "chat.completion.chunk",
+                "choices": [{ "index": index, "delta": { "content": text }, "finish_reason": null }]
+            });
+            crate::sse::encode(None, &chunk.to_string(), out);
+        }
+    }
+    Ok(())
 }
 
 /// The chunk with a compact `"usage":null` member removed, if that is the only usage it has.
@@ -140,24 +201,25 @@ impl<H: Host> State<H> {
     /// End the stream with an error event for the client.
     fn fail(&mut self, error: GatewayError) -> Vec<u8> {
         self.upstream = None;
-        self.end.report(Outcome::StreamError);
+        self.end.report(Outcome::StreamError, Some(error.label()));
         error.to_sse_event()
     }
 }
 
-/// Translate an OpenAI-format SSE stream for the client.
+/// Translate an OpenAI-format SSE stream for the client, guarding its text if `guard` is set.
 pub fn openai_chunks<H: Host>(
     upstream: ByteStream,
     host: H,
     plan: StreamPlan,
-    on_end: impl FnOnce(Outcome, Option<Usage>) + 'static,
+    guard: Option<OutputGuard>,
+    on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ByteStream {
     let state = State {
         upstream: Some(upstream),
         translator: Translator { decoder: SseDecoder::new(), strip_usage: plan.strip_usage, saw_done: false, saw_error: false },
         host,
         plan,
-        end: EndReport { on_end: Some(Box::new(on_end)), usage: None },
+        end: EndReport { on_end: Some(Box::new(on_end)), usage: None, guard },
     };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         loop {
@@ -177,7 +239,12 @@ pub fn openai_chunks<H: Host>(
             match next {
                 Some(Ok(bytes)) => {
                     let mut out = Vec::new();
-                    state.translator.push(&bytes, &mut state.end.usage, &mut out);
+                    if let Err(error) = state.translator.push(&bytes, &mut state.end, &mut out) {
+                        // A guard blocked the response: what was already checked goes out, then
+                        // the error event; the upstream is cancelled.
+                        out.extend(state.fail(error));
+                        return Some((Ok(out), state));
+                    }
                     if !out.is_empty() {
                         return Some((Ok(out), state));
                     }
@@ -189,11 +256,11 @@ pub fn openai_chunks<H: Host>(
                 None => {
                     state.upstream = None;
                     if state.translator.saw_error {
-                        state.end.report(Outcome::StreamError);
+                        state.end.report(Outcome::StreamError, Some("upstream_error"));
                         return None;
                     }
                     if state.translator.saw_done {
-                        state.end.report(Outcome::Completed);
+                        state.end.report(Outcome::Completed, None);
                         return None;
                     }
                     let out = state.fail(GatewayError::UpstreamStreamBroken { provider: state.plan.provider.clone() });
@@ -210,10 +277,10 @@ mod tests {
 
     fn translate_all(input: &[u8], strip_usage: bool) -> (Vec<u8>, Option<Usage>) {
         let mut translator = Translator { decoder: SseDecoder::new(), strip_usage, saw_done: false, saw_error: false };
-        let mut usage = None;
+        let mut end = EndReport { on_end: None, usage: None, guard: None };
         let mut out = Vec::new();
-        translator.push(input, &mut usage, &mut out);
-        (out, usage)
+        translator.push(input, &mut end, &mut out).unwrap();
+        (out, end.usage)
     }
 
     const WITH_USAGE: &[u8] = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\

@@ -114,7 +114,7 @@ pub struct GuardReport {
 }
 
 impl GuardReport {
-    pub(crate) fn record(&mut self, rule: String, action: GuardAction, direction: Direction) {
+    pub fn record(&mut self, rule: String, action: GuardAction, direction: Direction) {
         *self.actions.entry((rule, action.name(), direction == Direction::Output)).or_insert(0) += 1;
     }
 }

@@ -234,7 +234,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &d)| {
             let d = d as u32;
-            if i % 2 == 1 {
+            if !i.is_multiple_of(2) {
                 let doubled = d * 2;
                 if doubled > 9 { doubled - 9 } else { doubled }
             } else {
@@ -242,7 +242,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 fn card(_text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
@@ -371,7 +371,7 @@ fn ipv4(text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
 }
 
 fn ipv6(text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
-    let trimmed = candidate.trim_end_matches(|c| c == ':' || c == '.');
+    let trimmed = candidate.trim_end_matches([':', '.']);
     let trimmed = if trimmed.ends_with(':') || candidate.ends_with("::") { candidate } else { trimmed };
     if trimmed.matches(':').count() < 2 {
         return None;

@@ -73,7 +73,7 @@ const PHRASES: &[(Signal, &str)] = &[
     (Signal::PromptExfiltration, r"\b(?:revela|muestra|imprime|repite|dime)\b.{0,30}?\b(?:tu|el)\s+(?:prompt\s+(?:del\s+sistema|inicial)|mensaje\s+del\s+sistema|instrucciones\s+(?:del\s+sistema|iniciales))"),
     (Signal::RolePlayEscape, r"\b(?:ahora\s+eres|a\s+partir\s+de\s+ahora\s+eres)\b.{0,30}\b(?:sin\s+(?:restricciones|reglas|filtros|límites)|sin\s+censura)"),
     // Chat-template and role markers pasted into user content.
-    (Signal::TemplateMarker, r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|\[/?INST\]|<</?SYS>>|(?m)^\s*#{2,}\s*(?:system|new\s+instructions)\b|(?m)^\s*(?:system|new\s+instructions)\s*:"),
+    (Signal::TemplateMarker, r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|\[/?inst\]|<</?sys>>|(?m)^\s*#{2,}\s*(?:system|new\s+instructions)\b|(?m)^\s*(?:system|new\s+instructions)\s*:"),
 ];
 
 /// Compiled heuristics; build once and share.
@@ -133,7 +133,8 @@ pub fn normalise(text: &str) -> (String, bool, bool) {
 
 impl InjectionDetector {
     pub fn new() -> Self {
-        let set = RegexSet::new(PHRASES.iter().map(|(_, p)| format!("(?is){p}"))).expect("built-in patterns compile");
+        // Texts are lower-cased before matching, so the patterns need no (costly) Unicode case folding.
+        let set = RegexSet::new(PHRASES.iter().map(|(_, p)| format!("(?s){p}"))).expect("built-in patterns compile");
         InjectionDetector {
             set,
             signals: PHRASES.iter().map(|(s, _)| *s).collect(),
@@ -142,7 +143,8 @@ impl InjectionDetector {
     }
 
     fn phrase_signals(&self, text: &str, out: &mut Vec<Signal>) {
-        for index in self.set.matches(text).iter() {
+        let text = text.to_lowercase();
+        for index in self.set.matches(&text).iter() {
             let signal = self.signals[index];
             if !out.contains(&signal) {
                 out.push(signal);

@@ -460,15 +460,3 @@ mod tests {
         assert_eq!(kinds("au 12 rue de Rivoli, Paris"), vec![(PiiKind::Address, "12 rue de Rivoli".into())]);
     }
 }
-#[cfg(test)]
-mod timing {
-    #[test]
-    #[ignore]
-    fn compile_time_per_detector() {
-        for (_, rule, pattern, _, _) in super::detectors() {
-            let start = std::time::Instant::now();
-            let _ = regex::Regex::new(&pattern).unwrap();
-            eprintln!("{rule}: {:.2} ms", start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-}

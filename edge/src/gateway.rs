@@ -13,7 +13,7 @@
 //! 7. **respond**: streamed bodies are translated chunk by chunk (see [`crate::stream`]); the
 //!    usage event is emitted when the body ends, however it ends.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 
@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::config::{Config, ConfigErrors, ModelKind, ModelRoute, ProviderConfig};
 use crate::error::GatewayError;
 use crate::guard::{GuardSummary, RequestGuard};
-use policy::guard::Guards;
+use policy::guard::{GuardNeeds, Guards};
 use crate::event::{Outcome, UsageEvent};
 use crate::host::{Body, ByteStream, FetchError, Host, OutboundResponse};
 use crate::http::{Request, Response};
@@ -89,8 +89,9 @@ struct LoadedConfig {
 #[derive(Default)]
 pub struct Gateway {
     config: RefCell<Option<LoadedConfig>>,
-    /// The guardrail detectors, compiled on the first request that needs them.
-    guards: OnceCell<Rc<Guards>>,
+    /// The guardrail detectors the configuration uses, compiled on the first request that needs
+    /// them and again only when a new configuration needs different ones.
+    guards: RefCell<Option<(GuardNeeds, Rc<Guards>)>>,
 }
 
 /// What is known about the request so far, for the usage event.
@@ -245,6 +246,21 @@ impl Gateway {
         }
     }
 
+    /// The compiled detectors for this configuration's guard profiles, reused while the
+    /// detectors needed stay the same.
+    fn guards_for(&self, config: &Config) -> Rc<Guards> {
+        let needs = Guards::needs(config.guards.values().map(|g| &g.policy));
+        let mut slot = self.guards.borrow_mut();
+        if let Some((cached_for, guards)) = slot.as_ref() {
+            if *cached_for == needs {
+                return guards.clone();
+            }
+        }
+        let guards = Rc::new(Guards::for_needs(&needs));
+        *slot = Some((needs, guards.clone()));
+        guards
+    }
+
     /// The current configuration: cached, re-read from KV when stale, parsed only when changed.
     async fn config<H: Host>(&self, host: &H) -> Result<Rc<Config>, GatewayError> {
         let now = host.now_ms();
@@ -300,7 +316,7 @@ impl Gateway {
         trace.stream = stream;
         let strip_usage = !request.wants_stream_usage();
         let mut guard = config.guard_for(consumer, route).map(|profile| RequestGuard {
-            guards: self.guards.get_or_init(|| Rc::new(Guards::new())).clone(),
+            guards: self.guards_for(config),
             profile: profile.clone(),
             placeholders: Default::default(),
             report: Default::default(),

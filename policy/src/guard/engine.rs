@@ -174,6 +174,13 @@ pub fn mask(kind: PiiKind, value: &str) -> String {
     }
 }
 
+/// Which detectors a set of policies needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardNeeds {
+    pub kinds: Vec<PiiKind>,
+    pub injection: bool,
+}
+
 /// The compiled detectors, shared by every policy.
 pub struct Guards {
     pub pii: PiiScanner,
@@ -187,8 +194,29 @@ impl Default for Guards {
 }
 
 impl Guards {
+    /// Every detector.
     pub fn new() -> Self {
         Guards { pii: PiiScanner::new(), injection: InjectionDetector::new() }
+    }
+
+    /// Which detectors these policies use.
+    pub fn needs<'a>(policies: impl IntoIterator<Item = &'a GuardPolicy>) -> GuardNeeds {
+        let mut needs = GuardNeeds::default();
+        for policy in policies {
+            needs.kinds.extend(policy.pii.keys().copied());
+            needs.injection |= policy.injection.is_some();
+        }
+        needs.kinds.sort();
+        needs.kinds.dedup();
+        needs
+    }
+
+    /// Only the detectors needed.
+    pub fn for_needs(needs: &GuardNeeds) -> Self {
+        Guards {
+            pii: PiiScanner::for_kinds(&needs.kinds),
+            injection: if needs.injection { InjectionDetector::new() } else { InjectionDetector::empty() },
+        }
     }
 
     /// Check and rewrite one piece of text. Returns the rewritten text (`None` if unchanged) or

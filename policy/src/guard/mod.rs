@@ -7,5 +7,5 @@ pub mod stream;
 
 pub use pii::{Finding, PiiKind, PiiScanner};
 pub use injection::{InjectionDetector, InjectionScore, Signal};
-pub use engine::{BlockReason, CustomRule, Direction, GuardAction, GuardPolicy, GuardReport, Guards, Placeholders};
+pub use engine::{BlockReason, CustomRule, Direction, GuardAction, GuardNeeds, GuardPolicy, GuardReport, Guards, Placeholders};
 pub use stream::StreamGuard;

@@ -331,14 +331,8 @@ impl Gateway {
                 checked?;
             }
         }
-        let secret = |name: &str| host.secret(name);
-        let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
-        let dispatch = provider::chat(provider, route, request, &ctx)?;
-        let timeout_ms = config.timeout_for(&route.provider);
-        let deadline = trace.started_ms + timeout_ms;
-        let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
-        let upstream = check_status(host, &route.provider, upstream, deadline).await?;
-        trace.latency_ms = Some(host.now_ms().saturating_sub(trace.started_ms));
+        let (upstream, deadline) =
+            call_provider(config, route, host, trace, |ctx| provider::chat(provider, route, request, ctx)).await?;
 
         let is_sse = upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
         if stream && is_sse {
@@ -362,21 +356,17 @@ impl Gateway {
                 }
                 event_host.emit(&finished_trace.event(200, end.outcome, end.error, duration));
             });
-            return Ok(Response {
+            let response = Response {
                 status: 200,
                 headers: vec![
                     ("content-type".into(), "text/event-stream; charset=utf-8".into()),
                     ("cache-control".into(), "no-cache".into()),
                 ],
                 body: Body::Stream(body),
-            }
-            .with_header("x-gateway-provider", route.provider.clone())
-            .with_header("x-gateway-model", route.upstream_model.clone()));
+            };
+            return Ok(tag(response, route));
         }
-        self.whole_response(host, &route.provider, upstream, deadline, trace, guard.as_mut()).await.map(|r| {
-            r.with_header("x-gateway-provider", route.provider.clone())
-                .with_header("x-gateway-model", route.upstream_model.clone())
-        })
+        self.whole_response(host, &route.provider, upstream, deadline, trace, guard.as_mut()).await.map(|r| tag(r, route))
     }
 
     async fn embeddings<H: Host>(
@@ -388,18 +378,9 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<Response, GatewayError> {
         let (route, provider) = resolve(config, consumer, &request.model, ModelKind::Embeddings, "embeddings", trace)?;
-        let secret = |name: &str| host.secret(name);
-        let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
-        let dispatch = provider::embeddings(provider, route, request, &ctx)?;
-        let timeout_ms = config.timeout_for(&route.provider);
-        let deadline = trace.started_ms + timeout_ms;
-        let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
-        let upstream = check_status(host, &route.provider, upstream, deadline).await?;
-        trace.latency_ms = Some(host.now_ms().saturating_sub(trace.started_ms));
-        self.whole_response(host, &route.provider, upstream, deadline, trace, None).await.map(|r| {
-            r.with_header("x-gateway-provider", route.provider.clone())
-                .with_header("x-gateway-model", route.upstream_model.clone())
-        })
+        let (upstream, deadline) =
+            call_provider(config, route, host, trace, |ctx| provider::embeddings(provider, route, request, ctx)).await?;
+        self.whole_response(host, &route.provider, upstream, deadline, trace, None).await.map(|r| tag(r, route))
     }
 
     /// Read a successful non-streamed upstream body, record its usage, forward it unchanged.
@@ -441,6 +422,33 @@ impl Gateway {
         host.emit(&trace.event(200, Outcome::Completed, None, duration));
         Ok(Response::json_bytes(200, bytes))
     }
+}
+
+/// Say which provider and upstream model answered.
+fn tag(response: Response, route: &ModelRoute) -> Response {
+    response
+        .with_header("x-gateway-provider", route.provider.clone())
+        .with_header("x-gateway-model", route.upstream_model.clone())
+}
+
+/// Have the provider build its call, send it within the provider's timeout and check the
+/// status. Returns the successful response and the deadline for reading its body.
+async fn call_provider<H: Host>(
+    config: &Config,
+    route: &ModelRoute,
+    host: &H,
+    trace: &mut Trace,
+    build: impl FnOnce(&ProviderContext<'_>) -> Result<Dispatch, GatewayError>,
+) -> Result<(OutboundResponse, u64), GatewayError> {
+    let secret = |name: &str| host.secret(name);
+    let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
+    let dispatch = build(&ctx)?;
+    let timeout_ms = config.timeout_for(&route.provider);
+    let deadline = trace.started_ms + timeout_ms;
+    let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
+    let upstream = check_status(host, &route.provider, upstream, deadline).await?;
+    trace.latency_ms = Some(host.now_ms().saturating_sub(trace.started_ms));
+    Ok((upstream, deadline))
 }
 
 /// Ask the configured moderation endpoint about the request's texts (after redaction).

@@ -1,6 +1,7 @@
 //! Guardrails: what may go to a model and what may come back.
 
 pub mod engine;
+pub mod eval;
 pub mod injection;
 pub mod pii;
 pub mod stream;

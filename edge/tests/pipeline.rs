@@ -547,3 +547,25 @@ fn arbitrary_input_never_panics_and_always_gets_a_json_answer() {
         }
     }
 }
+
+/// Streams are not cut at a fixed wall time: only a gap longer than the idle timeout ends them.
+#[test]
+fn a_long_stream_with_steady_chunks_outlives_the_request_timeout() {
+    let (host, upstream) = streaming_host();
+    let mut pool = LocalPool::new();
+    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
+    let Body::Stream(mut body) = response.body else { panic!() };
+    for i in 0..10 {
+        let mut next = body.next();
+        assert!(futures::FutureExt::now_or_never(&mut next).is_none(), "waiting, idle timer running");
+        host.advance(400); // 10 x 400 ms = 4 s, four times the 1 s upstream timeout
+        upstream.sender.unbounded_send(Ok(chunk(&format!("part{i} ")))).unwrap();
+        let piece = pool.run_until(next).unwrap().unwrap();
+        assert!(String::from_utf8(piece).unwrap().contains(&format!("part{i}")));
+    }
+    upstream.sender.unbounded_send(Ok(b"data: [DONE]\n\n".to_vec())).unwrap();
+    drop(upstream.sender);
+    let rest = String::from_utf8(pool.run_until(body.map(|c| c.unwrap()).concat())).unwrap();
+    assert_eq!(rest, "data: [DONE]\n\n");
+    assert_eq!(host.events()[0].outcome, Outcome::Completed);
+}

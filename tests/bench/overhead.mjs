@@ -63,10 +63,13 @@ const config = {
 const mf = new Miniflare({
   modules: true,
   scriptPath: path.join(root, "adapters/cloudflare/build/index.js"),
+  modulesRoot: path.join(root, "adapters/cloudflare/build"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2025-09-01",
   bindings: { GATEWAY_CONFIG: JSON.stringify(config), OPENAI_API_KEY: "sk-bench" },
   cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
+  // The Worker logs one usage event per request; the benchmark's stdout is its JSON result.
+  handleStructuredLogs: () => {},
 });
 const gatewayUrl = (await mf.ready).toString().replace(/\/$/, "");
 

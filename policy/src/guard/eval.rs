@@ -112,6 +112,16 @@ pub fn evaluate(scanner: &PiiScanner, detector: &InjectionDetector, samples: &[S
             }
         }
         let score = detector.score(sample.text).score;
+        let highest = thresholds.iter().copied().fold(0.0f32, f32::max);
+        let lowest = thresholds.iter().copied().fold(1.0f32, f32::min);
+        if (is_injection && score < highest) || (!is_injection && score >= lowest) {
+            quality.mistakes.push(Mistake {
+                id: sample.id.into(),
+                kind: format!("injection (score {score:.2})"),
+                text: sample.text.chars().take(80).collect(),
+                missed: is_injection,
+            });
+        }
         for q in &mut quality.injection {
             match (score >= q.threshold, is_injection) {
                 (true, true) => q.true_positives += 1,

@@ -40,7 +40,7 @@ impl Signal {
             Signal::PromptExfiltration => 0.7,
             Signal::RolePlayEscape => 0.7,
             Signal::EncodedInstructions => 0.8,
-            Signal::TemplateMarker => 0.5,
+            Signal::TemplateMarker => 0.7,
             Signal::HiddenUnicode => 0.3,
             Signal::Homoglyphs => 0.3,
         }
@@ -56,27 +56,29 @@ pub struct InjectionScore {
 
 const PHRASES: &[(Signal, &str)] = &[
     // English
-    (Signal::InstructionOverride, r"\b(?:ignore|disregard|forget|skip|override|bypass)(?:\s+(?:all|any|the|your|my|of|these|those|every|each|and|everything|what\s+was\s+said))*\s+(?:previous|prior|above|earlier|preceding|initial|original|system|safety)\s+(?:\w+\s+){0,2}(?:instructions?|rules|prompts?|directions|guidelines|guardrails|constraints|directives|commands)\b"),
-    (Signal::InstructionOverride, r"\b(?:from\s+now\s+on|henceforth)\b.{0,40}\b(?:you\s+(?:will|must|are)|respond|answer)\b.{0,40}\b(?:without|no)\s+(?:restrictions|rules|filters|limits|censorship)"),
-    (Signal::PromptExfiltration, r"\b(?:reveal|print|show|repeat|output|display|leak|tell\s+me|give\s+me|what\s+(?:is|are|was))\b.{0,30}?\b(?:your|the)\s+(?:\w+\s+){0,2}(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|original\s+instructions|instructions\s+above|developer\s+message)"),
-    (Signal::RolePlayEscape, r"\byou\s+are\s+(?:now\s+)?(?:dan|stan|dude|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken)\b)|\bdo\s+anything\s+now\b|\b(?:developer|god|jailbreak|dan)\s+mode\b|\bpretend\s+(?:that\s+)?(?:you\s+(?:have|are\s+under)|there\s+are)\s+no\s+(?:restrictions|rules|filters|guidelines|limits)|\bwithout\s+any\s+(?:ethical|moral)\s+(?:restrictions|guidelines|constraints)"),
+    (Signal::InstructionOverride, r"(?-u:\b)(?:ignore|disregard|forget|skip|override|bypass)(?:\s+(?:all|any|the|your|my|of|these|those|every|each|and|everything|what\s+was\s+said))*\s+(?:previous|prior|above|earlier|preceding|initial|original|system|safety)\s+(?:\w+\s+){0,2}(?:instructions?|rules|prompts?|directions|guidelines|guardrails|constraints|directives|commands)(?-u:\b)"),
+    (Signal::InstructionOverride, r"(?-u:\b)(?:from\s+now\s+on|henceforth)(?-u:\b).{0,40}(?-u:\b)(?:you\s+(?:will|must|are)|respond|answer)(?-u:\b).{0,40}(?-u:\b)(?:without|no)\s+(?:restrictions|rules|filters|limits|censorship)"),
+    (Signal::PromptExfiltration, r"(?-u:\b)(?:reveal|print|show|repeat|output|display|leak|tell\s+me|give\s+me|what\s+(?:is|are|was))(?-u:\b).{0,30}?(?-u:\b)(?:your|the)\s+(?:\w+\s+){0,2}(?:system\s+prompt|initial\s+(?:prompt|instructions)|hidden\s+(?:prompt|instructions)|original\s+instructions|instructions\s+above|developer\s+message)"),
+    (Signal::RolePlayEscape, r"(?-u:\b)you\s+are\s+(?:now\s+)?(?:dan|stan|dude|an?\s+(?:unrestricted|unfiltered|uncensored|jailbroken)(?-u:\b))|(?-u:\b)do\s+anything\s+now(?-u:\b)|(?-u:\b)(?:developer|god|jailbreak|dan)\s+mode(?-u:\b)|(?-u:\b)pretend\s+(?:that\s+)?(?:you\s+(?:have|are\s+under)|there\s+are)\s+no\s+(?:restrictions|rules|filters|guidelines|limits)|(?-u:\b)without\s+any\s+(?:ethical|moral)\s+(?:restrictions|guidelines|constraints)"),
     // German
-    (Signal::InstructionOverride, r"\b(?:ignoriere|vergiss|missachte|übergehe)\b.{0,30}?\b(?:alle\s+|die\s+|deine\s+)*(?:vorherigen|bisherigen|obigen|vorigen|ursprünglichen|system)\w*\b.{0,15}?\b(?:anweisungen|regeln|instruktionen|vorgaben|befehle)"),
-    (Signal::PromptExfiltration, r"\b(?:zeige|gib|nenne|verrate|wiederhole)\b.{0,30}?\b(?:deinen|den|deine)\s+(?:system-?prompt|systemanweisungen|ursprünglichen\s+anweisungen)"),
-    (Signal::RolePlayEscape, r"\bdu\s+bist\s+(?:jetzt|nun|ab\s+sofort)\b.{0,30}\b(?:ohne\s+(?:einschränkungen|regeln|filter)|uneingeschränkt|ungefiltert)"),
+    (Signal::InstructionOverride, r"(?:(?-u:\b)(?:ignoriere|vergiss|missachte)|übergehe)(?-u:\b).{0,30}?(?-u:\b)(?:alle\s+|die\s+|deine\s+)*(?:vorherigen|bisherigen|obigen|vorigen|ursprünglichen|system)\w*(?-u:\b).{0,15}?(?-u:\b)(?:anweisungen|regeln|instruktionen|vorgaben|befehle)"),
+    (Signal::PromptExfiltration, r"(?-u:\b)(?:zeige|gib|nenne|verrate|wiederhole)(?-u:\b).{0,30}?(?-u:\b)(?:deinen|den|deine)\s+(?:system-?prompt|systemanweisungen|ursprünglichen\s+anweisungen)"),
+    (Signal::RolePlayEscape, r"(?-u:\b)du\s+bist\s+(?:jetzt|nun|ab\s+sofort)(?-u:\b).{0,30}(?-u:\b)(?:ohne\s+(?:einschränkungen|regeln|filter)|uneingeschränkt|ungefiltert)"),
     // French
-    (Signal::InstructionOverride, r"\b(?:ignore[rz]?|oublie[rz]?|néglige[rz]?)\b.{0,30}?\b(?:toutes\s+|les\s+|tes\s+|vos\s+)*(?:instructions|consignes|règles|directives)\s+(?:précédentes|antérieures|ci-dessus|initiales|du\s+système)"),
-    (Signal::PromptExfiltration, r"\b(?:révèle|affiche|montre|répète|donne)[sz]?\b.{0,30}?\b(?:ton|votre|le)\s+(?:prompt\s+(?:système|systeme|initial)|message\s+système)"),
-    (Signal::RolePlayEscape, r"\b(?:tu\s+es|vous\s+êtes)\s+(?:maintenant|désormais)\b.{0,30}\b(?:sans\s+(?:restrictions|règles|filtres|limites)|non\s+censuré)"),
+    (Signal::InstructionOverride, r"(?-u:\b)(?:ignore[rz]?|oublie[rz]?|néglige[rz]?)(?-u:\b).{0,30}?(?-u:\b)(?:toutes\s+|les\s+|tes\s+|vos\s+)*(?:instructions|consignes|règles|directives)\s+(?:précédentes|antérieures|ci-dessus|initiales|du\s+système)"),
+    (Signal::PromptExfiltration, r"(?-u:\b)(?:révèle|affiche|montre|répète|donne)[sz]?(?-u:\b).{0,30}?(?-u:\b)(?:ton|votre|le)\s+(?:prompt\s+(?:système|systeme|initial)|message\s+système)"),
+    (Signal::RolePlayEscape, r"(?-u:\b)(?:tu\s+es|vous\s+êtes)\s+(?:maintenant|désormais)(?-u:\b).{0,30}(?-u:\b)(?:sans\s+(?:restrictions|règles|filtres|limites)|non\s+censuré)"),
     // Spanish
-    (Signal::InstructionOverride, r"\b(?:ignora|olvida|omite|descarta)r?\b.{0,30}?\b(?:todas\s+|las\s+|tus\s+)*(?:instrucciones|reglas|indicaciones|directrices)\s+(?:anteriores|previas|de\s+arriba|iniciales|del\s+sistema)"),
-    (Signal::PromptExfiltration, r"\b(?:revela|muestra|imprime|repite|dime)\b.{0,30}?\b(?:tu|el)\s+(?:prompt\s+(?:del\s+sistema|inicial)|mensaje\s+del\s+sistema|instrucciones\s+(?:del\s+sistema|iniciales))"),
-    (Signal::RolePlayEscape, r"\b(?:ahora\s+eres|a\s+partir\s+de\s+ahora\s+eres)\b.{0,30}\b(?:sin\s+(?:restricciones|reglas|filtros|límites)|sin\s+censura)"),
+    (Signal::InstructionOverride, r"(?-u:\b)(?:ignora|olvida|omite|descarta)r?(?-u:\b).{0,30}?(?-u:\b)(?:todas\s+|las\s+|tus\s+)*(?:instrucciones|reglas|indicaciones|directrices)\s+(?:anteriores|previas|de\s+arriba|iniciales|del\s+sistema)"),
+    (Signal::PromptExfiltration, r"(?-u:\b)(?:revela|muestra|imprime|repite|dime)(?-u:\b).{0,30}?(?-u:\b)(?:tu|el)\s+(?:prompt\s+(?:del\s+sistema|inicial)|mensaje\s+del\s+sistema|instrucciones\s+(?:del\s+sistema|iniciales))"),
+    (Signal::RolePlayEscape, r"(?-u:\b)(?:ahora\s+eres|a\s+partir\s+de\s+ahora\s+eres)(?-u:\b).{0,30}(?-u:\b)(?:sin\s+(?:restricciones|reglas|filtros|límites)|sin\s+censura)"),
     // Chat-template and role markers pasted into user content.
-    (Signal::TemplateMarker, r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|\[/?inst\]|<</?sys>>|(?m)^\s*#{2,}\s*(?:system|new\s+instructions)\b|(?m)^\s*(?:system|new\s+instructions)\s*:"),
+    (Signal::TemplateMarker, r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|\[/?inst\]|<</?sys>>|(?m)^\s*#{2,}\s*(?:system|new\s+instructions)(?-u:\b)|(?m)^\s*(?:system|new\s+instructions)\s*:"),
 ];
 
-/// Compiled heuristics; build once and share.
+/// Compiled heuristics; build once and share. Word boundaries are ASCII (`(?-u:\b)`) so the
+/// fast lazy DFA can run them; the few words that start with a non-ASCII letter are placed
+/// where no boundary is needed.
 pub struct InjectionDetector {
     set: RegexSet,
     signals: Vec<Signal>,

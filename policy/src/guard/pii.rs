@@ -136,14 +136,14 @@ fn detectors() -> Vec<(PiiKind, &'static str, String, usize, Option<Validator>)>
         (
             PiiKind::Address,
             "street_address_en",
-            r"\b[0-9]{1,6}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-zA-Z'\-]+\.?\s+){1,4}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Court|Ct\.?|Way|Place|Pl\.|Terrace|Parkway|Pkwy|Highway|Hwy|Close|Crescent|Gardens|Grove|Square|Row|Mews)(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?(?:,?\s+(?:Apt|Suite|Unit|Flat)\.?\s*#?\s*\w+)?".into(),
+            r"(?-u:\b)[0-9]{1,6}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:[A-Z][a-zA-Z'\-]+\.?\s+){1,4}(?:Street|St\.|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|Drive|Dr\.|Court|Ct\.?|Way|Place|Pl\.|Terrace|Parkway|Pkwy|Highway|Hwy|Close|Crescent|Gardens|Grove|Square|Row|Mews)(?:\s+(?:NW|NE|SW|SE|N|S|E|W)(?-u:\b))?(?:,?\s+(?:Apt|Suite|Unit|Flat)\.?\s*#?\s*[A-Za-z0-9]+)?".into(),
             0,
             None,
         ),
         (
             PiiKind::Address,
             "street_address_de_nl",
-            r"\b[A-ZÄÖÜ][a-zäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|damm|ring|ufer|chaussee|straat|laan|gracht|plein|kade|steeg)\s+[0-9]{1,4}(?:\s?[a-zA-Z]\b)?|\b[A-ZÄÖÜ][a-zäöüß]+\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Damm|Ring)\s+[0-9]{1,4}(?:\s?[a-zA-Z]\b)?".into(),
+            r"[A-ZÄÖÜ][a-zäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|damm|ring|ufer|chaussee|straat|laan|gracht|plein|kade|steeg)\s+[0-9]{1,4}(?:\s?[a-zA-Z](?-u:\b))?|[A-ZÄÖÜ][a-zäöüß]+\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Damm|Ring)\s+[0-9]{1,4}(?:\s?[a-zA-Z](?-u:\b))?".into(),
             0,
             None,
         ),
@@ -198,13 +198,12 @@ impl PiiScanner {
         PiiScanner { detectors }
     }
 
-    /// Every finding in `text`, non-overlapping, in order. Where candidates overlap, the more
-    /// specific kind wins (secrets, then cards, IBANs, ...), then the longer span.
+    /// Every finding in `text`, non-overlapping, in order. Where candidates overlap, the longer
+    /// span wins, then the more specific kind (secrets, then cards, IBANs, ...).
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut candidates = Vec::new();
         for detector in &self.detectors {
-            for captures in detector.regex.captures_iter(text) {
-                let Some(m) = captures.get(detector.group) else { continue };
+            let mut consider = |m: regex::Match<'_>| {
                 let span = match detector.validate {
                     Some(validate) => validate(text, m.as_str(), m.start()),
                     None => Some((m.start(), m.end())),
@@ -212,9 +211,17 @@ impl PiiScanner {
                 if let Some((start, end)) = span {
                     candidates.push(Finding { kind: detector.kind, rule: detector.rule, start, end });
                 }
+            };
+            // Capture groups cost a slower search: only the detectors that need one use it.
+            if detector.group == 0 {
+                detector.regex.find_iter(text).for_each(&mut consider);
+            } else {
+                detector.regex.captures_iter(text).filter_map(|c| c.get(detector.group)).for_each(&mut consider);
             }
         }
-        candidates.sort_by(|a, b| a.kind.cmp(&b.kind).then((b.end - b.start).cmp(&(a.end - a.start))).then(a.start.cmp(&b.start)));
+        // A span inside a longer one is usually part of it (card-like digits inside an IBAN, a
+        // phone-like run inside a key): the longer span wins, then the more specific kind.
+        candidates.sort_by(|a, b| (b.end - b.start).cmp(&(a.end - a.start)).then(a.kind.cmp(&b.kind)).then(a.start.cmp(&b.start)));
         let mut chosen: Vec<Finding> = Vec::new();
         for candidate in candidates {
             if chosen.iter().all(|c| candidate.end <= c.start || candidate.start >= c.end) {
@@ -349,6 +356,16 @@ fn phone_international(_text: &str, candidate: &str, start: usize) -> Option<(us
 fn phone_national(text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
     let n = digits(candidate).len();
     if !(9..=12).contains(&n) {
+        return None;
+    }
+    // The tail of a longer digit sequence (an order number written in groups) is not a phone.
+    let before = text[..start].trim_end_matches([' ', '-']);
+    if before.len() < start && before.ends_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    // SSN-shaped (3-2-4) numbers are never written as phone numbers.
+    let groups: Vec<usize> = candidate.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).map(str::len).collect();
+    if groups == [3, 2, 4] {
         return None;
     }
     // Dates and version-like strings: dots between every group of a short number are rare in

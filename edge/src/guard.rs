@@ -10,12 +10,18 @@ use std::rc::Rc;
 
 use policy::guard::{BlockReason, Direction, GuardReport, Guards, Placeholders, StreamGuard};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::config::{GuardProfile, OpenAiProviderConfig};
 use crate::error::GatewayError;
 use crate::host::OutboundRequest;
 use crate::openai::ChatRequest;
+
+/// A streamed choice's `delta` object.
+pub type Delta = Map<String, Value>;
+
+/// One guarded text in a stream: a choice's content (`None`) or one of its tool calls' arguments.
+pub type StreamKey = (u64, Option<u64>);
 
 /// The guard state of one request.
 pub struct RequestGuard {
@@ -38,6 +44,12 @@ impl RequestGuard {
 
     /// Scan and rewrite every text the request carries to the model.
     pub fn guard_input(&mut self, request: &mut ChatRequest) -> Result<(), GatewayError> {
+        self.guard_messages(request)?;
+        self.placeholders.freeze();
+        Ok(())
+    }
+
+    fn guard_messages(&mut self, request: &mut ChatRequest) -> Result<(), GatewayError> {
         for message in &mut request.messages {
             let Some(message) = message.as_object_mut() else { continue };
             if let Some(content) = message.get_mut("content") {
@@ -98,24 +110,40 @@ impl RequestGuard {
         texts
     }
 
-    /// Scan a whole chat completion: block, rewrite, and restore placeholders.
+    /// Scan a whole chat completion (each choice's content and tool-call arguments): block,
+    /// rewrite, and restore placeholders.
     pub fn guard_completion(&mut self, completion: &mut Value) -> Result<bool, GatewayError> {
         let mut changed = false;
         let Some(choices) = completion.get_mut("choices").and_then(Value::as_array_mut) else { return Ok(false) };
         for choice in choices {
-            let Some(Value::String(content)) = choice.pointer_mut("/message/content") else { continue };
-            if self.profile.policy.scan_output {
-                if let Some(new) = self.check(content, Direction::Output).map_err(|r| blocked(r, &mut self.report, true))? {
-                    *content = new;
-                    changed = true;
+            let Some(message) = choice.get_mut("message") else { continue };
+            if let Some(Value::String(content)) = message.get_mut("content") {
+                changed |= self.guard_output_text(content)?;
+            }
+            if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+                for call in calls {
+                    if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                        changed |= self.guard_output_text(arguments)?;
+                    }
                 }
             }
-            if self.profile.policy.reversible && !self.placeholders.is_empty() {
-                let restored = self.placeholders.restore(content);
-                if restored != *content {
-                    *content = restored;
-                    changed = true;
-                }
+        }
+        Ok(changed)
+    }
+
+    fn guard_output_text(&mut self, text: &mut String) -> Result<bool, GatewayError> {
+        let mut changed = false;
+        if self.profile.policy.scan_output {
+            if let Some(new) = self.check(text, Direction::Output).map_err(|r| blocked(r, &mut self.report, true))? {
+                *text = new;
+                changed = true;
+            }
+        }
+        if self.profile.policy.reversible && !self.placeholders.is_empty() {
+            let restored = self.placeholders.restore(text);
+            if restored != *text {
+                *text = restored;
+                changed = true;
             }
         }
         Ok(changed)
@@ -126,25 +154,78 @@ impl RequestGuard {
         self.profile.policy.scan_output || (self.profile.policy.reversible && !self.placeholders.is_empty())
     }
 
-    /// Guard one streamed chunk in place. `Err` ends the stream with an error event.
-    pub fn guard_chunk(&mut self, streams: &mut BTreeMap<u64, StreamGuard>, chunk: &mut Value) -> Result<(), GatewayError> {
+    /// Guard one streamed chunk in place: each choice's content and tool-call argument deltas.
+    /// Text held back is released with a later delta, at the latest with the choice's
+    /// `finish_reason` chunk. `Err` ends the stream with an error event.
+    pub fn guard_chunk(&mut self, streams: &mut BTreeMap<StreamKey, StreamGuard>, chunk: &mut Value) -> Result<(), GatewayError> {
         let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else { return Ok(()) };
         for choice in choices {
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
             let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-            let piece = choice.pointer("/delta/content").and_then(Value::as_str).unwrap_or("").to_string();
-            let guard = streams.entry(index).or_default();
-            let mut released = self.push(guard, &piece)?;
-            if finished {
-                released.push_str(&self.finish(guard)?);
+            let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else { continue };
+
+            let piece = delta.get("content").and_then(Value::as_str).unwrap_or("").to_string();
+            let guard = streams.entry((index, None)).or_default();
+            let released = self.push(guard, &piece)?;
+            if delta.contains_key("content") || !released.is_empty() {
+                delta.insert("content".into(), Value::String(released));
             }
-            if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
-                if delta.contains_key("content") || !released.is_empty() {
-                    delta.insert("content".into(), Value::String(released));
+            if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
+                for call in calls {
+                    let tool = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    if let Some(Value::String(arguments)) = call.pointer_mut("/function/arguments") {
+                        let guard = streams.entry((index, Some(tool))).or_default();
+                        *arguments = self.push(guard, arguments)?;
+                    }
+                }
+            }
+            if finished {
+                self.release_choice(streams, index, delta)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The choice ended: put everything still held for it into this delta.
+    fn release_choice(&mut self, streams: &mut BTreeMap<StreamKey, StreamGuard>, index: u64, delta: &mut Map<String, Value>) -> Result<(), GatewayError> {
+        let keys: Vec<StreamKey> = streams.range((index, None)..=(index, Some(u64::MAX))).map(|(k, _)| *k).collect();
+        for key in keys {
+            let mut guard = streams.remove(&key).unwrap_or_default();
+            let rest = self.finish(&mut guard)?;
+            if rest.is_empty() {
+                continue;
+            }
+            match key.1 {
+                None => {
+                    let content = delta.entry("content").or_insert_with(|| Value::String(String::new()));
+                    if let Value::String(content) = content {
+                        content.push_str(&rest);
+                    }
+                }
+                Some(tool) => {
+                    let calls = delta.entry("tool_calls").or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(calls) = calls {
+                        calls.push(json!({ "index": tool, "function": { "arguments": rest } }));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// The stream ended without `finish_reason` for some choices: a delta for each with the rest.
+    pub fn release_unfinished(&mut self, streams: &mut BTreeMap<StreamKey, StreamGuard>) -> Result<Vec<(u64, Delta)>, GatewayError> {
+        let mut choices: Vec<u64> = streams.keys().map(|(choice, _)| *choice).collect();
+        choices.dedup();
+        let mut out = Vec::new();
+        for index in choices {
+            let mut delta = Map::new();
+            self.release_choice(streams, index, &mut delta)?;
+            if !delta.is_empty() {
+                out.push((index, delta));
+            }
+        }
+        Ok(out)
     }
 
     fn push(&mut self, guard: &mut StreamGuard, piece: &str) -> Result<String, GatewayError> {

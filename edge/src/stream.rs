@@ -19,7 +19,7 @@ use policy::guard::StreamGuard;
 
 use crate::error::GatewayError;
 use crate::event::Outcome;
-use crate::guard::{GuardSummary, RequestGuard};
+use crate::guard::{GuardSummary, RequestGuard, StreamKey};
 use crate::host::{ByteStream, Host};
 use crate::openai::Usage;
 use crate::sse::{SseDecoder, SseEvent};
@@ -48,7 +48,7 @@ type OnEnd = Box<dyn FnOnce(StreamEnd)>;
 /// The output guard of one stream: the request's guard state and one text guard per choice.
 pub struct OutputGuard {
     guard: RequestGuard,
-    choices: BTreeMap<u64, StreamGuard>,
+    choices: BTreeMap<StreamKey, StreamGuard>,
 }
 
 impl OutputGuard {
@@ -158,17 +158,12 @@ impl Translator {
 
 /// Release text still held for choices whose stream ended without a `finish_reason`.
 fn flush_unfinished(guard: &mut OutputGuard, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-    let indexes: Vec<u64> = guard.choices.keys().copied().collect();
-    for index in indexes {
-        let mut text_guard = guard.choices.remove(&index).unwrap_or_default();
-        let text = guard.guard.finish(&mut text_guard)?;
-        if !text.is_empty() {
-            let chunk = serde_json::json!({
-                "object": "chat.completion.chunk",
-                "choices": [{ "index": index, "delta": { "content": text }, "finish_reason": null }]
-            });
-            crate::sse::encode(None, &chunk.to_string(), out);
-        }
+    for (index, delta) in guard.guard.release_unfinished(&mut guard.choices)? {
+        let chunk = serde_json::json!({
+            "object": "chat.completion.chunk",
+            "choices": [{ "index": index, "delta": delta, "finish_reason": null }]
+        });
+        crate::sse::encode(None, &chunk.to_string(), out);
     }
     Ok(())
 }

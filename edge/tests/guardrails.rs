@@ -256,3 +256,77 @@ fn guard_profiles_are_validated_with_paths() {
     assert!(message.contains("guards.default.pii.emial"), "{message}");
     assert!(message.contains("guards.default.rules[0].pattern"), "{message}");
 }
+
+fn tool_call_stream(argument_pieces: &'static [&'static str]) -> MemoryHost {
+    MemoryHost::new().with_config(CONFIG).with_secret("UP_KEY", "sk-up").with_upstream(move |_| {
+        let mut chunks = vec![format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send", "arguments": ""}}]}, "finish_reason": null}]})
+        )
+        .into_bytes()];
+        for piece in argument_pieces {
+            chunks.push(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}, "finish_reason": null}]})).into_bytes());
+        }
+        chunks.push(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})).into_bytes());
+        chunks.push(b"data: [DONE]\n\n".to_vec());
+        Scripted::Respond(OutboundResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+            body: Body::Stream(Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)))),
+        })
+    })
+}
+
+fn streamed_arguments(body: &[u8]) -> String {
+    let mut arguments = String::new();
+    for event in edge::sse::SseDecoder::new().push(body) {
+        if event.data == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(&event.data).unwrap();
+        for call in chunk.pointer("/choices/0/delta/tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(piece) = call.pointer("/function/arguments").and_then(Value::as_str) {
+                arguments.push_str(piece);
+            }
+        }
+    }
+    arguments
+}
+
+#[test]
+fn streamed_tool_call_arguments_are_guarded_and_restored() {
+    // The user's e-mail is redacted on the way in; the model passes the placeholder to a tool,
+    // split across argument deltas; the client's tool receives the real value.
+    let host = tool_call_stream(&["{\"to\":\"[EMA", "IL_1]\",\"body\":\"hi\"}"]);
+    let mut request = chat("gpt", json!("Email jane@corp.io a greeting"));
+    request["stream"] = json!(true);
+    let (response, body) = run(&host, post(request));
+    assert_eq!(response.status, 200);
+    assert_eq!(host.requests()[0].json()["messages"][0]["content"], "Email [EMAIL_1] a greeting");
+    assert_eq!(streamed_arguments(&body), "{\"to\":\"jane@corp.io\",\"body\":\"hi\"}");
+
+    // A card number the model invents in tool arguments ends the stream.
+    let host = tool_call_stream(&["{\"card\":\"4111 1111", " 1111 1111\"}"]);
+    let mut request = chat("gpt", json!("pay the invoice"));
+    request["stream"] = json!(true);
+    let (_, body) = run(&host, post(request));
+    let text = String::from_utf8(body).unwrap();
+    assert!(!text.contains("4111"), "{text}");
+    assert!(text.contains("content_blocked"));
+}
+
+#[test]
+fn whole_responses_guard_tool_call_arguments() {
+    let host = MemoryHost::new().with_config(CONFIG).with_secret("UP_KEY", "sk-up").with_upstream(|_| {
+        Scripted::Respond(OutboundResponse {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Body::Bytes(json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "send", "arguments": "{\"to\":\"[EMAIL_1]\",\"cc\":\"bob@corp.io\"}"}}]}, "finish_reason": "tool_calls"}]}).to_string().into_bytes()),
+        })
+    });
+    let (response, body) = run(&host, post(chat("gpt", json!("Email jane@corp.io"))));
+    assert_eq!(response.status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let arguments = answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap();
+    assert_eq!(arguments, "{\"to\":\"jane@corp.io\",\"cc\":\"[EMAIL_2]\"}", "input value restored, new output value redacted");
+}

@@ -124,6 +124,9 @@ impl GuardReport {
 pub struct Placeholders {
     entries: Vec<(String, String)>,
     counters: BTreeMap<PiiKind, u32>,
+    /// How many entries came from the request; only those are restored in the response (a
+    /// value the model produced and the output guard redacted stays redacted).
+    restorable: Option<usize>,
 }
 
 /// Longest placeholder the gateway writes, e.g. `[ADDRESS_9999]`: the stream guard holds back
@@ -143,13 +146,19 @@ impl Placeholders {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.restorable.unwrap_or(self.entries.len()) == 0
     }
 
-    /// Put the original values back.
+    /// The request has been guarded: later placeholders (from the response) are not restored.
+    pub fn freeze(&mut self) {
+        self.restorable = Some(self.entries.len());
+    }
+
+    /// Put the request's original values back.
     pub fn restore(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for (placeholder, original) in &self.entries {
+        let restorable = self.restorable.unwrap_or(self.entries.len());
+        for (placeholder, original) in &self.entries[..restorable] {
             if out.contains(placeholder.as_str()) {
                 out = out.replace(placeholder.as_str(), original);
             }

@@ -301,6 +301,17 @@ fn chunk(content: &str) -> Vec<u8> {
     format!("data: {}\n\n", json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content}}], "usage": null})).into_bytes()
 }
 
+/// A streamed chat request answered by a scripted upstream the test feeds: the host, the
+/// upstream's sender, the executor and the client's body.
+fn open_stream() -> (MemoryHost, ScriptedStream, LocalPool, edge::ByteStream) {
+    let (host, upstream) = streaming_host();
+    let mut pool = LocalPool::new();
+    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
+    assert_eq!(response.status, 200);
+    let Body::Stream(body) = response.body else { panic!("not streamed") };
+    (host, upstream, pool, body)
+}
+
 const STREAM_CHAT: &str = r#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":true}"#;
 
 #[test]
@@ -336,10 +347,7 @@ fn stream_chunks_reach_the_client_before_the_upstream_finishes() {
 
 #[test]
 fn a_stream_that_breaks_after_the_200_ends_with_an_error_event() {
-    let (host, upstream) = streaming_host();
-    let mut pool = LocalPool::new();
-    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
-    let Body::Stream(body) = response.body else { panic!() };
+    let (host, upstream, mut pool, body) = open_stream();
     upstream.sender.unbounded_send(Ok(chunk("partial"))).unwrap();
     upstream.sender.unbounded_send(Err(BodyError("connection reset".into()))).unwrap();
     let all = String::from_utf8(pool.run_until(body.map(|c| c.unwrap()).concat())).unwrap();
@@ -353,10 +361,7 @@ fn a_stream_that_breaks_after_the_200_ends_with_an_error_event() {
 
 #[test]
 fn a_stream_that_ends_without_done_is_reported_as_broken() {
-    let (host, upstream) = streaming_host();
-    let mut pool = LocalPool::new();
-    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
-    let Body::Stream(body) = response.body else { panic!() };
+    let (_host, upstream, mut pool, body) = open_stream();
     upstream.sender.unbounded_send(Ok(chunk("cut"))).unwrap();
     drop(upstream.sender);
     let all = String::from_utf8(pool.run_until(body.map(|c| c.unwrap()).concat())).unwrap();
@@ -365,10 +370,7 @@ fn a_stream_that_ends_without_done_is_reported_as_broken() {
 
 #[test]
 fn an_idle_stream_times_out_with_an_error_event_and_cancels_upstream() {
-    let (host, upstream) = streaming_host();
-    let mut pool = LocalPool::new();
-    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
-    let Body::Stream(mut body) = response.body else { panic!() };
+    let (host, upstream, mut pool, mut body) = open_stream();
     upstream.sender.unbounded_send(Ok(chunk("a"))).unwrap();
     pool.run_until(body.next()).unwrap().unwrap();
     let next = Rc::new(std::cell::RefCell::new(None));
@@ -389,10 +391,7 @@ fn an_idle_stream_times_out_with_an_error_event_and_cancels_upstream() {
 
 #[test]
 fn client_disconnect_cancels_the_upstream_and_is_recorded() {
-    let (host, upstream) = streaming_host();
-    let mut pool = LocalPool::new();
-    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
-    let Body::Stream(mut body) = response.body else { panic!() };
+    let (host, upstream, mut pool, mut body) = open_stream();
     upstream.sender.unbounded_send(Ok(chunk("a"))).unwrap();
     pool.run_until(body.next()).unwrap().unwrap();
     assert!(!upstream.dropped.get());
@@ -551,10 +550,7 @@ fn arbitrary_input_never_panics_and_always_gets_a_json_answer() {
 /// Streams are not cut at a fixed wall time: only a gap longer than the idle timeout ends them.
 #[test]
 fn a_long_stream_with_steady_chunks_outlives_the_request_timeout() {
-    let (host, upstream) = streaming_host();
-    let mut pool = LocalPool::new();
-    let response = pool.run_until(Gateway::new().handle(post("/v1/chat/completions", STREAM_CHAT), &host));
-    let Body::Stream(mut body) = response.body else { panic!() };
+    let (host, upstream, mut pool, mut body) = open_stream();
     for i in 0..10 {
         let mut next = body.next();
         assert!(futures::FutureExt::now_or_never(&mut next).is_none(), "waiting, idle timer running");

@@ -315,12 +315,7 @@ impl Gateway {
         let stream = request.is_stream();
         trace.stream = stream;
         let strip_usage = !request.wants_stream_usage();
-        let mut guard = config.guard_for(consumer, route).map(|profile| RequestGuard {
-            guards: self.guards_for(config),
-            profile: profile.clone(),
-            placeholders: Default::default(),
-            report: Default::default(),
-        });
+        let mut guard = config.guard_for(consumer, route).map(|profile| RequestGuard::new(self.guards_for(config), profile.clone()));
         if let Some(guard) = guard.as_mut() {
             let checked = guard.guard_input(&mut request);
             trace.guard = Some(guard.summary());

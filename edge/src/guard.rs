@@ -29,6 +29,9 @@ pub struct RequestGuard {
     pub profile: GuardProfile,
     pub placeholders: Placeholders,
     pub report: GuardReport,
+    /// The policy for streamed output: the profile's, or with `output: false` one that checks
+    /// nothing and only restores placeholders. Built once, used for every chunk.
+    stream_policy: policy::guard::GuardPolicy,
 }
 
 fn blocked(reason: BlockReason, report: &mut GuardReport, output: bool) -> GatewayError {
@@ -38,6 +41,16 @@ fn blocked(reason: BlockReason, report: &mut GuardReport, output: bool) -> Gatew
 }
 
 impl RequestGuard {
+    pub fn new(guards: Rc<Guards>, profile: GuardProfile) -> Self {
+        let mut stream_policy = profile.policy.clone();
+        if !stream_policy.scan_output {
+            stream_policy.pii.clear();
+            stream_policy.deny.clear();
+            stream_policy.rules.clear();
+        }
+        RequestGuard { guards, profile, placeholders: Placeholders::default(), report: GuardReport::default(), stream_policy }
+    }
+
     fn check(&mut self, text: &str, direction: Direction) -> Result<Option<String>, BlockReason> {
         self.guards.apply(&self.profile.policy, text, direction, &mut self.placeholders, &mut self.report)
     }
@@ -229,24 +242,15 @@ impl RequestGuard {
     }
 
     fn push(&mut self, guard: &mut StreamGuard, piece: &str) -> Result<String, GatewayError> {
-        let policy = self.effective_output_policy();
-        guard.push(&self.guards, &policy, piece, &mut self.placeholders, &mut self.report).map_err(|r| blocked(r, &mut self.report, true))
+        guard
+            .push(&self.guards, &self.stream_policy, piece, &mut self.placeholders, &mut self.report)
+            .map_err(|r| blocked(r, &mut self.report, true))
     }
 
     pub fn finish(&mut self, guard: &mut StreamGuard) -> Result<String, GatewayError> {
-        let policy = self.effective_output_policy();
-        guard.finish(&self.guards, &policy, &mut self.placeholders, &mut self.report).map_err(|r| blocked(r, &mut self.report, true))
-    }
-
-    /// With `output: false` a reversible profile still restores placeholders but checks nothing.
-    fn effective_output_policy(&self) -> policy::guard::GuardPolicy {
-        let mut policy = self.profile.policy.clone();
-        if !policy.scan_output {
-            policy.pii.clear();
-            policy.deny.clear();
-            policy.rules.clear();
-        }
-        policy
+        guard
+            .finish(&self.guards, &self.stream_policy, &mut self.placeholders, &mut self.report)
+            .map_err(|r| blocked(r, &mut self.report, true))
     }
 
     pub fn summary(&self) -> GuardSummary {

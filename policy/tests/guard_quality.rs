@@ -1,6 +1,7 @@
-//! Quality floor on the labelled set in tests/guardrails/eval.jsonl: precision and recall of at
-//! least 0.95 for card numbers, IBANs, e-mail addresses and secrets (the target), and a
-//! floor for prompt injection at the default threshold.
+//! Quality floor on the labelled sets in tests/guardrails/ (the team's `eval.jsonl` and the
+//! independently written `independent/eval.jsonl`): precision and recall of at least 0.95 for
+//! card numbers, IBANs, e-mail addresses and secrets (the target), and a floor for
+//! prompt injection at the default threshold.
 
 use policy::guard::eval::{evaluate, Sample};
 use policy::guard::{InjectionDetector, PiiScanner};
@@ -11,9 +12,17 @@ const FLOORS: [(&str, (f64, f64)); 4] = [("card", (0.95, 0.95)), ("iban", (0.95,
 const INJECTION_FLOOR: (f64, f64) = (0.9, 0.8);
 
 #[test]
-fn detectors_meet_the_quality_floor_on_the_labelled_set() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/eval.jsonl");
-    let text = std::fs::read_to_string(path).expect("tests/guardrails/eval.jsonl");
+fn detectors_meet_the_quality_floor_on_the_team_set() {
+    check(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/eval.jsonl"));
+}
+
+#[test]
+fn detectors_meet_the_quality_floor_on_the_independent_set() {
+    check(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/independent/eval.jsonl"));
+}
+
+fn check(path: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let records: Vec<Value> = text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
     let samples: Vec<Sample> = records
         .iter()
@@ -42,5 +51,5 @@ fn detectors_meet_the_quality_floor_on_the_labelled_set() {
         .iter()
         .map(|m| format!("{} {} {}: {}", m.id, m.kind, if m.missed { "missed" } else { "false positive" }, m.text))
         .collect();
-    assert!(failures.is_empty(), "{}\nmistakes:\n{}", failures.join("\n"), mistakes.join("\n"));
+    assert!(failures.is_empty(), "{path}\n{}\nmistakes:\n{}", failures.join("\n"), mistakes.join("\n"));
 }

@@ -112,24 +112,40 @@ fn detectors() -> Vec<(PiiKind, &'static str, String, usize, Option<Validator>)>
         (PiiKind::Secret, "anthropic_key", r"(?-u:\b)sk-ant-[a-z]{3,6}[0-9]{2}-[A-Za-z0-9_\-]{20,}".into(), 0, None),
         (PiiKind::Secret, "openai_key", r"(?-u:\b)sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}".into(), 0, Some(mixed_alnum)),
         (PiiKind::Secret, "aws_access_key_id", r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}(?-u:\b)".into(), 0, None),
-        (PiiKind::Secret, "aws_secret_access_key", r"(?i)aws.{0,30}?(?:secret|private)?.{0,10}?key.{0,20}?[^A-Za-z0-9/+=]([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)".into(), 1, Some(mixed_alnum)),
+        (PiiKind::Secret, "aws_secret_access_key", r"(?i)(?:aws.{0,30}?(?:secret|private)?.{0,10}?key|secret_?access_?key)[^A-Za-z0-9/+]{1,20}?(?:is\s+)?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)".into(), 1, Some(mixed_alnum)),
         (PiiKind::Secret, "github_token", r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?-u:\b)".into(), 0, None),
         (PiiKind::Secret, "google_api_key", r"(?-u:\b)AIza[0-9A-Za-z_\-]{35}".into(), 0, None),
-        (PiiKind::Secret, "slack_token", r"(?-u:\b)xox[abposre]-[A-Za-z0-9\-]{10,}".into(), 0, None),
+        (PiiKind::Secret, "slack_token", r"(?-u:\b)xox[abposre]-[0-9]{6,}-[A-Za-z0-9\-]{8,}".into(), 0, None),
         (PiiKind::Secret, "stripe_key", r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}".into(), 0, None),
         (PiiKind::Secret, "jwt", r"(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}".into(), 0, Some(jwt_header)),
         (PiiKind::Card, "card", r"(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)".into(), 0, Some(card)),
         (PiiKind::Iban, "iban", r"(?i)(?-u:\b)[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,30}".into(), 0, Some(iban)),
         (PiiKind::Ssn, "ssn", r"(?-u:\b)([0-9]{3})[- ]([0-9]{2})[- ]([0-9]{4})(?-u:\b)".into(), 0, Some(ssn)),
-        (PiiKind::Email, "email", r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+\-]{0,63}@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}(?-u:\b)".into(), 0, None),
-        (PiiKind::Phone, "phone_international", r"(?:^|[^\w+])(\+[0-9]{1,3}[ \-.]?(?:\(0?[0-9]{1,4}\)[ \-.]?)?[0-9]{1,4}(?:[ \-.]?[0-9]{1,5}){1,5})(?-u:\b)".into(), 1, Some(phone_international)),
-        (PiiKind::Phone, "phone_national", r"(?:^|[^\w+/.\-])(\(?0[0-9]{1,4}\)?[ \-/.]?[0-9]{2,4}(?:[ \-.]?[0-9]{2,4}){1,3}|\([0-9]{3}\)[ \-.]?[0-9]{3}[ \-.][0-9]{4}|[0-9]{3}[\-.][0-9]{3}[\-.][0-9]{4})(?-u:\b)".into(), 1, Some(phone_national)),
+        (PiiKind::Email, "email", r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+\-]{0,63}@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}(?-u:\b)".into(), 0, Some(email)),
+        (PiiKind::Phone, "phone_international", r"(?:^|[^A-Za-z0-9_+])(\+[0-9]{1,3}[ \-.]?(?:\(0?[0-9]{1,4}\)[ \-.]?)?[0-9]{1,4}(?:[ \-.]?[0-9]{1,5}){1,5})(?-u:\b)".into(), 1, Some(phone_international)),
+        (PiiKind::Phone, "phone_national", r"(?:^|[^A-Za-z0-9_+/.\-])(\(?0[0-9]{1,4}\)?[ \-/.]?[0-9]{2,4}(?:[ \-.]?[0-9]{2,4}){1,3}|\([0-9]{2,3}\)[ \-.]?[0-9]{3,5}[ \-.][0-9]{4}|[0-9]{3}[\-.][0-9]{3}[\-.][0-9]{4})(?-u:\b)".into(), 1, Some(phone_national)),
+        (
+            PiiKind::Phone,
+            "phone_in_context",
+            r"(?i)(?:phone|tel(?:efon|éfono|efone|efoon)?|mobile|cell(?:ulare)?|móvil|movil|handy|portable|call\s+me(?:\s+on|\s+at)?|ll[aá]mame(?:\s+al)?|chiamami(?:\s+al)?|appelez-moi(?:\s+au)?|bel\s+me(?:\s+op)?|rufen\s+sie\s+mich(?:\s+unter)?|ligue(?:-me)?(?:\s+para)?)\s*(?:es|è|is|:|nr\.?|no\.?|number)?\s*[:.]?\s*([0-9]{2,4}(?:[ \-.]?[0-9]{2,4}){1,4})(?-u:\b)".into(),
+            1,
+            Some(phone_national_context),
+        ),
         (PiiKind::Ip, "ipv4", r"(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)".into(), 0, Some(ipv4)),
         (PiiKind::Ip, "ipv6", r"(?i)(?:[0-9a-f]{1,4}:|::)[0-9a-f:.]*[0-9a-f:]".into(), 0, Some(ipv6)),
         (
             PiiKind::Dob,
             "date_of_birth",
-            format!(r"(?i)(?-u:\b)(?:born(?:\s+on)?|date\s+of\s+birth|d\.?o\.?b\.?|birth\s*date|birthday|geboren(?:\s+am)?|geburtsdatum|geb\.|née?\s+le|date\s+de\s+naissance|fecha\s+de\s+nacimiento|nacid[oa]\s+el|nat[oa]\s+il|data\s+di\s+nascita|geboortedatum|geboren\s+op)\s*[:\-]?\s*(?:the\s+|am\s+|le\s+|el\s+|il\s+)?{date}"),
+            format!(r"(?i)(?-u:\b)(?:born(?:\s+on)?|date\s+of\s+birth|d\.?o\.?b\.?|birth\s*date|birthday|geboren(?:\s+am)?|geburtsdatum|geb\.|née?\s+le|date\s+de\s+naissance|fecha\s+de\s+nacimiento|nacid[oa]\s+el|nat[oa]\s+il|data\s+di\s+nascita|geboortedatum|geboren\s+op|nac[ií]\s+el|je\s+suis\s+n[ée]e?\s+le|sono\s+nat[oa]\s+il)\s*(?:is|was|ist|est|es|è)?\s*[:\-=]?\s*(?:the\s+|am\s+|le\s+|el\s+|il\s+)?{date}"),
+            1,
+            None,
+        ),
+        (
+            // The birth verb after the date: "Ich bin am 5. November 1956 in Köln geboren",
+            // "... 1990 in Lyon born" is rare in English, so only the German and Dutch forms.
+            PiiKind::Dob,
+            "date_of_birth_after",
+            format!(r"(?i)(?-u:\b)(?:am|op)\s+{date}\s+(?:in\s+[^\s,.]+\s+)?geboren(?-u:\b)"),
             1,
             None,
         ),
@@ -145,6 +161,15 @@ fn detectors() -> Vec<(PiiKind, &'static str, String, usize, Option<Validator>)>
             "street_address_de_nl",
             r"[A-ZÄÖÜ][a-zäöüß\-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|damm|ring|ufer|chaussee|straat|laan|gracht|plein|kade|steeg)\s+[0-9]{1,4}(?:\s?[a-zA-Z](?-u:\b))?|[A-ZÄÖÜ][a-zäöüß]+\s+(?:Straße|Strasse|Str\.|Weg|Allee|Platz|Gasse|Damm|Ring)\s+[0-9]{1,4}(?:\s?[a-zA-Z](?-u:\b))?".into(),
             0,
+            None,
+        ),
+        (
+            // Prepositional street names ("Am Hang 12", "Unter den Linden 77") are only reliable
+            // with the postcode that follows them.
+            PiiKind::Address,
+            "street_address_de_preposition",
+            r"((?:Am|An\s+der|Auf\s+der|Im|In\s+der|Unter\s+den|Zum|Zur|Hinter\s+der|Vor\s+dem)\s+[A-ZÄÖÜ][a-zäöüß\-]+(?:\s+[A-ZÄÖÜ][a-zäöüß\-]+)?\s+[0-9]{1,4}[a-z]?),?\s+[0-9]{5}(?-u:\b)".into(),
+            1,
             None,
         ),
         (
@@ -198,8 +223,8 @@ impl PiiScanner {
         PiiScanner { detectors }
     }
 
-    /// Every finding in `text`, non-overlapping, in order. Where candidates overlap, the longer
-    /// span wins, then the more specific kind (secrets, then cards, IBANs, ...).
+    /// Every finding in `text`, non-overlapping, in order. Where candidates overlap, a secret
+    /// wins, then the longer span, then the more specific kind (cards, IBANs, ...).
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut candidates = Vec::new();
         for detector in &self.detectors {
@@ -221,7 +246,13 @@ impl PiiScanner {
         }
         // A span inside a longer one is usually part of it (card-like digits inside an IBAN, a
         // phone-like run inside a key): the longer span wins, then the more specific kind.
-        candidates.sort_by(|a, b| (b.end - b.start).cmp(&(a.end - a.start)).then(a.kind.cmp(&b.kind)).then(a.start.cmp(&b.start)));
+        candidates.sort_by(|a, b| {
+            (b.kind == PiiKind::Secret)
+                .cmp(&(a.kind == PiiKind::Secret))
+                .then((b.end - b.start).cmp(&(a.end - a.start)))
+                .then(a.kind.cmp(&b.kind))
+                .then(a.start.cmp(&b.start))
+        });
         let mut chosen: Vec<Finding> = Vec::new();
         for candidate in candidates {
             if chosen.iter().all(|c| candidate.end <= c.start || candidate.start >= c.end) {
@@ -261,13 +292,13 @@ fn card(_text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
     if !(13..=19).contains(&ds.len()) || !luhn_valid(&ds) {
         return None;
     }
-    // A known issuer prefix: Visa 4, Mastercard 51-55/2221-2720, Amex 34/37, Discover 6011/65/644-649,
+    // A known issuer prefix: Visa 4, Mir 2200-2204, Mastercard 51-55/2221-2720, Amex 34/37, Discover 6011/65/644-649,
     // JCB 35, Diners 30/36/38/39, UnionPay 62, Maestro 50/56-69.
     let plausible = match ds[0] {
         4 => true,
         2 => {
             let p = ds[..4].iter().fold(0u32, |a, &d| a * 10 + d as u32);
-            (2221..=2720).contains(&p)
+            (2200..=2204).contains(&p) || (2221..=2720).contains(&p)
         }
         3 => matches!(ds[1], 0 | 4 | 5 | 6 | 7 | 8 | 9),
         5 | 6 => true,
@@ -377,6 +408,23 @@ fn phone_national(text: &str, candidate: &str, start: usize) -> Option<(usize, u
     Some((start, start + candidate.len()))
 }
 
+/// File names (`logo@2x.png`) and documentation placeholders (`user@domain.tld`) are not addresses,
+/// and `user@host` after `://` is a URL's credentials (the secret detector looks at those).
+fn email(text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
+    const NOT_TLDS: [&str; 16] = ["png", "jpg", "jpeg", "gif", "webp", "svg", "pdf", "js", "css", "html", "txt", "zip", "tld", "mp4", "ico", "avif"];
+    let tld = candidate.rsplit('.').next()?.to_ascii_lowercase();
+    if NOT_TLDS.contains(&tld.as_str()) || text[..start].ends_with("://") {
+        return None;
+    }
+    Some((start, start + candidate.len()))
+}
+
+/// A number after a phone word: national formats without a trunk prefix (ES, IT, ...).
+fn phone_national_context(_text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
+    let n = digits(candidate).len();
+    (8..=12).contains(&n).then_some((start, start + candidate.len()))
+}
+
 fn ipv4(text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
     if !candidate.split('.').all(|octet| octet.parse::<u16>().is_ok_and(|v| v <= 255) && (octet.len() == 1 || !octet.starts_with('0'))) {
         return None;
@@ -397,8 +445,9 @@ fn ipv6(text: &str, candidate: &str, start: usize) -> Option<(usize, usize)> {
     if trimmed.matches(':').count() < 2 {
         return None;
     }
-    let before = text[..start].chars().next_back();
-    if before.is_some_and(|c| c.is_ascii_hexdigit() || c == ':') {
+    // Glued to a word on either side (`std::vector`, `crate::config`): a path, not an address.
+    let glued = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if glued(text[..start].chars().next_back()) || glued(text[start + candidate.len()..].chars().next()) {
         return None;
     }
     trimmed.parse::<std::net::Ipv6Addr>().ok()?;

@@ -6,6 +6,8 @@
 pub mod access;
 pub mod auth;
 pub mod guard;
+pub mod identity;
+pub mod limits;
 
 pub use access::ModelAccess;
 pub use auth::{AuthDecision, AuthError, ConsumerKey, KeyTable};

@@ -7,7 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-export PATH="$HOME/.cargo/bin:$PATH" PYTHONDONTWRITEBYTECODE=1
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH" PYTHONDONTWRITEBYTECODE=1
 
 host="$(tests/spin/setup.sh)"
 scripts/build-spin

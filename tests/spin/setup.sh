@@ -9,7 +9,7 @@
 # Prints the host binary's path on stdout. Set SPIN_TEST_HOST to use a prebuilt binary instead.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 log() { printf '[spin-setup] %s\n' "$*" >&2; }
 
 if [ -n "${SPIN_TEST_HOST:-}" ]; then

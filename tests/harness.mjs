@@ -351,3 +351,31 @@ export function assertRequestId(res) {
   }
   return id;
 }
+
+/**
+ * The usual suite setup: a mock upstream expecting the test provider key, and the Worker wired to
+ * it with `makeConfig` (`limits` merged in; `configure(config)` may change the document before
+ * start). Returns `{ up, gw, config, dispose }`; call `dispose` in `after`.
+ */
+export async function startWithUpstream({ limits = {}, configure } = {}) {
+  const { startMockUpstream } = await import("./mock-upstream.mjs");
+  const up = await startMockUpstream({ apiKey: KEYS.upstream });
+  const config = makeConfig({ upstreamBaseUrl: up.baseUrl, limits });
+  configure?.(config);
+  let gw;
+  try {
+    gw = await startGateway({ config, secrets: { OPENAI_API_KEY: KEYS.upstream } });
+  } catch (e) {
+    await up.close();
+    throw e;
+  }
+  return {
+    up,
+    gw,
+    config,
+    async dispose() {
+      await gw.dispose();
+      await up.close();
+    },
+  };
+}

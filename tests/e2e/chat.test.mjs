@@ -2,23 +2,18 @@
 // against the mock upstream (what is forwarded, with which key, and what comes back).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { KEYS, assertRequestId, chatBody, makeConfig, startGateway } from "../harness.mjs";
-import { startMockUpstream, upstreamReplyText } from "../mock-upstream.mjs";
+import { KEYS, assertRequestId, chatBody, startWithUpstream } from "../harness.mjs";
+import { upstreamReplyText } from "../mock-upstream.mjs";
 
+let suite;
 let up;
 let gw;
 
 before(async () => {
-  up = await startMockUpstream({ apiKey: KEYS.upstream });
-  gw = await startGateway({
-    config: makeConfig({ upstreamBaseUrl: up.baseUrl }),
-    secrets: { OPENAI_API_KEY: KEYS.upstream },
-  });
+  suite = await startWithUpstream();
+  ({ up, gw } = suite);
 });
-after(async () => {
-  await gw?.dispose();
-  await up?.close();
-});
+after(() => suite?.dispose());
 
 function assertUsage(usage) {
   assert.ok(usage, "usage present");

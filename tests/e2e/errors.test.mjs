@@ -9,25 +9,20 @@ import {
   makeConfig,
   readError,
   startGateway,
+  startWithUpstream,
   withTimeout,
 } from "../harness.mjs";
-import { startMockUpstream } from "../mock-upstream.mjs";
 
 const MAX_BODY = 2048;
+let suite;
 let up;
 let gw;
 
 before(async () => {
-  up = await startMockUpstream({ apiKey: KEYS.upstream });
-  gw = await startGateway({
-    config: makeConfig({ upstreamBaseUrl: up.baseUrl, limits: { max_body_bytes: MAX_BODY } }),
-    secrets: { OPENAI_API_KEY: KEYS.upstream },
-  });
+  suite = await startWithUpstream({ limits: { max_body_bytes: MAX_BODY } });
+  ({ up, gw } = suite);
 });
-after(async () => {
-  await gw?.dispose();
-  await up?.close();
-});
+after(() => suite?.dispose());
 
 /** Asserts status + error code (+ JSON content type, x-request-id); returns the error object. */
 async function expectError(resPromise, status, code) {

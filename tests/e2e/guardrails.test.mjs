@@ -3,15 +3,14 @@
 // error event. The upstream echoes the user's message, so what it saw is what the model saw.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { KEYS, chatBody, makeConfig, readError, sseReader, startGateway, withTimeout } from "../harness.mjs";
-import { startMockUpstream } from "../mock-upstream.mjs";
+import { KEYS, chatBody, readError, sseReader, startWithUpstream, withTimeout } from "../harness.mjs";
 
+let suite;
 let up;
 let gw;
 
 before(async () => {
-  up = await startMockUpstream({ apiKey: KEYS.upstream });
-  const config = makeConfig({ upstreamBaseUrl: up.baseUrl });
+  suite = await startWithUpstream({ configure: (config) => {
   config.guards = {
     default: {
       pii: { email: "redact", card: "block", secret: "block", phone: "mask" },
@@ -20,12 +19,10 @@ before(async () => {
       rules: [{ name: "codename", pattern: "(?i)falcon", action: "block", on: "output" }],
     },
   };
-  gw = await startGateway({ config, secrets: { OPENAI_API_KEY: KEYS.upstream } });
+  } });
+  ({ up, gw } = suite);
 });
-after(async () => {
-  await gw?.dispose();
-  await up?.close();
-});
+after(() => suite?.dispose());
 
 describe("guardrails", () => {
   test("PII is redacted before the provider and restored in the answer", async () => {

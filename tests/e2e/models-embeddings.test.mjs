@@ -2,22 +2,19 @@
 // OpenAI-compatible provider, as floats and as base64.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { KEYS, assertRequestId, makeConfig, readError, startGateway } from "../harness.mjs";
-import { decodeFloat32Base64, startMockUpstream, upstreamEmbedding } from "../mock-upstream.mjs";
+import { KEYS, assertRequestId, readError, startWithUpstream } from "../harness.mjs";
+import { decodeFloat32Base64, upstreamEmbedding } from "../mock-upstream.mjs";
 
+let suite;
 let up;
 let gw;
 let config;
 
 before(async () => {
-  up = await startMockUpstream({ apiKey: KEYS.upstream });
-  config = makeConfig({ upstreamBaseUrl: up.baseUrl });
-  gw = await startGateway({ config, secrets: { OPENAI_API_KEY: KEYS.upstream } });
+  suite = await startWithUpstream();
+  ({ up, gw, config } = suite);
 });
-after(async () => {
-  await gw?.dispose();
-  await up?.close();
-});
+after(() => suite?.dispose());
 
 const auth = { authorization: `Bearer ${KEYS.web}` };
 

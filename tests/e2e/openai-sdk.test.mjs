@@ -3,24 +3,21 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { KEYS, makeConfig, startGateway } from "../harness.mjs";
-import { startMockUpstream, upstreamEmbedding, upstreamReplyText } from "../mock-upstream.mjs";
+import { KEYS, startWithUpstream } from "../harness.mjs";
+import { upstreamEmbedding, upstreamReplyText } from "../mock-upstream.mjs";
 
+let suite;
 let up;
 let gw;
 let config;
 let client;
 
 before(async () => {
-  up = await startMockUpstream({ apiKey: KEYS.upstream });
-  config = makeConfig({ upstreamBaseUrl: up.baseUrl });
-  gw = await startGateway({ config, secrets: { OPENAI_API_KEY: KEYS.upstream } });
+  suite = await startWithUpstream();
+  ({ up, gw, config } = suite);
   client = new OpenAI({ baseURL: gw.baseUrl, apiKey: KEYS.web, maxRetries: 0, timeout: 20_000 });
 });
-after(async () => {
-  await gw?.dispose();
-  await up?.close();
-});
+after(() => suite?.dispose());
 
 describe("official openai SDK against the gateway", () => {
   test("chat.completions.create (mock and upstream)", async () => {

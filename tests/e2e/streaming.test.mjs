@@ -6,29 +6,23 @@ import {
   KEYS,
   assertRequestId,
   chatBody,
-  makeConfig,
   rawRequest,
   readSse,
   sseReader,
-  startGateway,
+  startWithUpstream,
   withTimeout,
 } from "../harness.mjs";
-import { startMockUpstream, upstreamReplyText } from "../mock-upstream.mjs";
+import { upstreamReplyText } from "../mock-upstream.mjs";
 
+let suite;
 let up;
 let gw;
 
 before(async () => {
-  up = await startMockUpstream({ apiKey: KEYS.upstream });
-  gw = await startGateway({
-    config: makeConfig({ upstreamBaseUrl: up.baseUrl }),
-    secrets: { OPENAI_API_KEY: KEYS.upstream },
-  });
+  suite = await startWithUpstream();
+  ({ up, gw } = suite);
 });
-after(async () => {
-  await gw?.dispose();
-  await up?.close();
-});
+after(() => suite?.dispose());
 
 /** Splits SSE payloads into parsed chunks, asserting the stream ends with exactly one [DONE]. */
 function chunksOf(events) {

@@ -127,6 +127,60 @@ struct RawLimits {
 enum RawAuth {
     None,
     ApiKeys { consumers: Vec<RawConsumer> },
+    /// Bearer JWTs from an identity provider; API-key consumers may be listed as well.
+    Jwt {
+        jwt: Box<RawJwt>,
+        #[serde(default)]
+        consumers: Vec<RawConsumer>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    #[serde(default)]
+    issuers: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default)]
+    leeway_secs: Option<u64>,
+    #[serde(default)]
+    consumer_claim: Option<String>,
+    #[serde(default)]
+    tenant_claim: Option<String>,
+    #[serde(default)]
+    tier_claim: Option<String>,
+    #[serde(default)]
+    keys: Vec<RawJwtKey>,
+    #[serde(default)]
+    jwks_url: Option<String>,
+    #[serde(default)]
+    jwks_refresh_ms: Option<u64>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    tiers: BTreeMap<String, RawTier>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwtKey {
+    #[serde(default)]
+    kid: Option<String>,
+    alg: String,
+    #[serde(default)]
+    pem: Option<String>,
+    #[serde(default)]
+    jwk: Option<serde_json::Value>,
+    /// The NAME of the secret holding an HS256 key (never the key itself).
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    models: Vec<String>,
 }
 
 impl Default for RawAuth {
@@ -260,11 +314,28 @@ pub struct Cors {
     pub allow_origins: Vec<String>,
 }
 
+/// Bearer-JWT authentication, validated: static keys parsed, HS256 secrets by name, the JWKS
+/// URL fetched and cached by the pipeline.
+#[derive(Debug, Clone)]
+pub struct JwtAuth {
+    pub rules: policy::identity::JwtRules,
+    pub keys: policy::identity::JwtKeySet,
+    /// HS256 keys: (kid, secret name), resolved through the host at request time.
+    pub hmac_secrets: Vec<(Option<String>, String)>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh_ms: u64,
+    /// Models a token holder may use unless its tier says otherwise (default: all).
+    pub models: ModelAccess,
+    pub tiers: BTreeMap<String, ModelAccess>,
+}
+
 /// A validated configuration. Construct it with [`Config::parse`].
 #[derive(Debug, Clone)]
 pub struct Config {
     pub limits: Limits,
     pub keys: KeyTable,
+    /// Set when bearer JWTs are accepted.
+    pub jwt: Option<JwtAuth>,
     pub access: BTreeMap<String, ModelAccess>,
     /// Guard profile per consumer that has one.
     pub consumer_guards: BTreeMap<String, String>,
@@ -432,6 +503,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     // auth
     let mut access = BTreeMap::new();
     let mut consumer_guards = BTreeMap::new();
+    let mut jwt = None;
     let keys = match raw.auth {
         RawAuth::None => KeyTable::Disabled,
         RawAuth::ApiKeys { consumers } => {
@@ -441,58 +513,165 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                     "api_keys mode needs at least one consumer (or set \"auth\": {\"mode\": \"none\"})".into(),
                 );
             }
-            let mut seen_ids = BTreeSet::new();
-            let mut seen_keys = BTreeSet::new();
-            let mut keys = Vec::new();
-            for (i, consumer) in consumers.into_iter().enumerate() {
-                let path = format!("auth.consumers[{i}]");
-                if consumer.id.trim().is_empty() {
-                    issue(format!("{path}.id"), "must not be empty".into());
-                } else if !seen_ids.insert(consumer.id.clone()) {
-                    issue(format!("{path}.id"), format!("duplicate consumer id '{}'", consumer.id));
-                }
-                match policy::auth::parse_key_digest(&consumer.key_sha256) {
-                    Some(digest) => {
-                        if !seen_keys.insert(digest) {
-                            issue(format!("{path}.key_sha256"), "the same key is configured twice".into());
-                        }
-                        keys.push(ConsumerKey { consumer: consumer.id.clone(), key_sha256: digest });
-                    }
-                    None => issue(
-                        format!("{path}.key_sha256"),
-                        "must be the 64-hex-digit SHA-256 of the key (never the key itself)".into(),
-                    ),
-                }
-                if let Some(patterns) = &consumer.models {
-                    for (j, pattern) in patterns.iter().enumerate() {
-                        let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
-                        if pattern.is_empty() || prefix.contains('*') {
-                            issue(format!("{path}.models[{j}]"), "use an exact name, '*', or a prefix ending in '*'".into());
-                        } else if !pattern.ends_with('*') && !models.contains_key(pattern) {
-                            issue(format!("{path}.models[{j}]"), format!("unknown model '{pattern}'"));
-                        }
-                    }
-                }
-                if let Some(guard) = consumer.guard {
-                    if !guards.contains_key(&guard) {
-                        issue(format!("{path}.guard"), format!("unknown guard profile '{guard}'"));
-                    }
-                    consumer_guards.insert(consumer.id.clone(), guard);
-                }
-                let allowed = consumer.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all);
-                access.insert(consumer.id, allowed);
-            }
-            KeyTable::Keys(keys)
+            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut issue)
+        }
+        RawAuth::Jwt { jwt: raw_jwt, consumers } => {
+            jwt = validate_jwt(*raw_jwt, &models, &mut issue);
+            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut issue)
         }
     };
 
     let cors = raw.cors.map(|c| Cors { allow_origins: c.allow_origins });
 
     if issues.is_empty() {
-        Ok(Config { limits, keys, access, consumer_guards, guards, cors, providers, models })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models })
     } else {
         Err(ConfigErrors(issues))
     }
+}
+
+fn check_model_patterns(path: &str, patterns: &[String], models: &BTreeMap<String, ModelRoute>, issue: &mut impl FnMut(String, String)) {
+    for (j, pattern) in patterns.iter().enumerate() {
+        let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
+        if pattern.is_empty() || prefix.contains('*') {
+            issue(format!("{path}[{j}]"), "use an exact name, '*', or a prefix ending in '*'".into());
+        } else if !pattern.ends_with('*') && !models.contains_key(pattern) {
+            issue(format!("{path}[{j}]"), format!("unknown model '{pattern}'"));
+        }
+    }
+}
+
+fn validate_consumers(
+    consumers: Vec<RawConsumer>,
+    models: &BTreeMap<String, ModelRoute>,
+    guards: &BTreeMap<String, GuardProfile>,
+    access: &mut BTreeMap<String, ModelAccess>,
+    consumer_guards: &mut BTreeMap<String, String>,
+    issue: &mut impl FnMut(String, String),
+) -> KeyTable {
+    let mut seen_ids = BTreeSet::new();
+    let mut seen_keys = BTreeSet::new();
+    let mut keys = Vec::new();
+    for (i, consumer) in consumers.into_iter().enumerate() {
+        let path = format!("auth.consumers[{i}]");
+        if consumer.id.trim().is_empty() {
+            issue(format!("{path}.id"), "must not be empty".into());
+        } else if !seen_ids.insert(consumer.id.clone()) {
+            issue(format!("{path}.id"), format!("duplicate consumer id '{}'", consumer.id));
+        }
+        match policy::auth::parse_key_digest(&consumer.key_sha256) {
+            Some(digest) => {
+                if !seen_keys.insert(digest) {
+                    issue(format!("{path}.key_sha256"), "the same key is configured twice".into());
+                }
+                keys.push(ConsumerKey { consumer: consumer.id.clone(), key_sha256: digest });
+            }
+            None => issue(
+                format!("{path}.key_sha256"),
+                "must be the 64-hex-digit SHA-256 of the key (never the key itself)".into(),
+            ),
+        }
+        if let Some(patterns) = &consumer.models {
+            check_model_patterns(&format!("{path}.models"), patterns, models, issue);
+        }
+        if let Some(guard) = consumer.guard {
+            if !guards.contains_key(&guard) {
+                issue(format!("{path}.guard"), format!("unknown guard profile '{guard}'"));
+            }
+            consumer_guards.insert(consumer.id.clone(), guard);
+        }
+        let allowed = consumer.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all);
+        access.insert(consumer.id, allowed);
+    }
+    KeyTable::Keys(keys)
+}
+
+fn validate_jwt(raw: RawJwt, models: &BTreeMap<String, ModelRoute>, issue: &mut impl FnMut(String, String)) -> Option<JwtAuth> {
+    use policy::identity::{JwtAlgorithm, JwtKey, JwtKeySet, JwtRules};
+    let mut ok = true;
+    let mut fail = |path: String, message: String, issue: &mut dyn FnMut(String, String)| {
+        issue(path, message);
+        ok = false;
+    };
+    if raw.audiences.is_empty() {
+        fail(
+            "auth.jwt.audiences".into(),
+            "name at least one audience: without it a token issued for another application would be accepted".into(),
+            issue,
+        );
+    }
+    let mut keys = JwtKeySet::default();
+    let mut hmac_secrets = Vec::new();
+    for (i, key) in raw.keys.into_iter().enumerate() {
+        let path = format!("auth.jwt.keys[{i}]");
+        let Some(alg) = JwtAlgorithm::from_name(&key.alg) else {
+            fail(format!("{path}.alg"), format!("unsupported algorithm '{}' (use RS256, ES256, EdDSA or HS256)", key.alg), issue);
+            continue;
+        };
+        let parsed = match (alg, key.pem, key.jwk, key.secret) {
+            (JwtAlgorithm::Hs256, None, None, Some(secret)) => {
+                if secret.is_empty() || !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    fail(format!("{path}.secret"), "must be the NAME of a secret (letters, digits, '_'), not the key itself".into(), issue);
+                } else {
+                    hmac_secrets.push((key.kid.clone(), secret));
+                }
+                continue;
+            }
+            (JwtAlgorithm::Hs256, ..) => {
+                fail(path.clone(), "HS256 keys are given as \"secret\": the name of a secret".into(), issue);
+                continue;
+            }
+            (_, Some(pem), None, None) => JwtKey::from_pem(alg, &pem),
+            (_, None, Some(jwk), None) => JwtKey::from_jwk(&jwk),
+            _ => {
+                fail(path.clone(), "give exactly one of \"pem\" or \"jwk\" (public keys only)".into(), issue);
+                continue;
+            }
+        };
+        match parsed {
+            Ok(parsed) if parsed.algorithm() != alg => {
+                fail(format!("{path}.alg"), format!("the key is for {}, not {}", parsed.algorithm().name(), alg.name()), issue)
+            }
+            Ok(parsed) => keys.push(match key.kid {
+                Some(kid) => parsed.with_kid(kid),
+                None => parsed,
+            }),
+            Err(e) => fail(path.clone(), format!("unusable key: {e}"), issue),
+        }
+    }
+    if let Some(url) = &raw.jwks_url {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            fail("auth.jwt.jwks_url".into(), format!("must be an http(s) URL, got '{url}'"), issue);
+        }
+    }
+    if keys.is_empty() && hmac_secrets.is_empty() && raw.jwks_url.is_none() {
+        fail("auth.jwt".into(), "configure \"keys\" or a \"jwks_url\"".into(), issue);
+    }
+    if let Some(patterns) = &raw.models {
+        check_model_patterns("auth.jwt.models", patterns, models, issue);
+    }
+    for (tier, t) in &raw.tiers {
+        check_model_patterns(&format!("auth.jwt.tiers.{tier}.models"), &t.models, models, issue);
+    }
+    let defaults = JwtRules::default();
+    let rules = JwtRules {
+        issuers: raw.issuers,
+        audiences: raw.audiences,
+        leeway_secs: raw.leeway_secs.unwrap_or(defaults.leeway_secs).min(300),
+        consumer_claim: raw.consumer_claim.unwrap_or(defaults.consumer_claim),
+        tenant_claim: raw.tenant_claim,
+        tier_claim: raw.tier_claim,
+        ..defaults
+    };
+    ok.then(|| JwtAuth {
+        rules,
+        keys,
+        hmac_secrets,
+        jwks_url: raw.jwks_url,
+        jwks_refresh_ms: raw.jwks_refresh_ms.unwrap_or(600_000).clamp(10_000, 86_400_000),
+        models: raw.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all),
+        tiers: raw.tiers.into_iter().map(|(name, t)| (name, ModelAccess::new(t.models))).collect(),
+    })
 }
 
 fn validate_guard(

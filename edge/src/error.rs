@@ -30,6 +30,10 @@ pub enum GatewayError {
     InvalidRequest { message: String, param: Option<String> },
     MissingCredential,
     InvalidCredential,
+    /// A bearer JWT was refused; `reason` is a fixed label (`expired`, `bad_signature`, ...).
+    InvalidToken { reason: &'static str },
+    /// JWT auth relies on a JWKS URL that could not be fetched and no other key is configured.
+    JwksUnavailable,
     UnknownModel { model: String },
     ModelNotAllowed { model: String },
     /// The model exists but is not configured for this operation (chat vs embeddings).
@@ -63,7 +67,8 @@ impl GatewayError {
             BodyTooLarge { .. } => 413,
             BodyRead { .. } | InvalidJson { .. } | InvalidRequest { .. } | UnsupportedOperation { .. } | ContentBlocked { .. } => 400,
             ModerationUnavailable => 503,
-            MissingCredential | InvalidCredential => 401,
+            MissingCredential | InvalidCredential | InvalidToken { .. } => 401,
+            JwksUnavailable => 503,
             ModelNotAllowed { .. } => 403,
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => 500,
             UpstreamConnect { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => 502,
@@ -80,6 +85,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => ErrorSource::Gateway,
+            JwksUnavailable => ErrorSource::Upstream,
             ModerationUnavailable => ErrorSource::Upstream,
             UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => {
                 ErrorSource::Upstream
@@ -113,6 +119,8 @@ impl GatewayError {
             InvalidRequest { .. } => "invalid_request",
             MissingCredential => "missing_api_key",
             InvalidCredential => "invalid_api_key",
+            InvalidToken { .. } => "invalid_token",
+            JwksUnavailable => "jwks_unavailable",
             UnknownModel { .. } => "model_not_found",
             ModelNotAllowed { .. } => "model_not_allowed",
             UnsupportedOperation { .. } => "unsupported_operation",
@@ -132,7 +140,8 @@ impl GatewayError {
     fn error_type(&self) -> &'static str {
         use GatewayError::*;
         match self {
-            MissingCredential | InvalidCredential => "authentication_error",
+            MissingCredential | InvalidCredential | InvalidToken { .. } => "authentication_error",
+            JwksUnavailable => "api_error",
             ModelNotAllowed { .. } => "permission_error",
             NotFound { .. } | UnknownModel { .. } => "not_found_error",
             UpstreamStatus { status: 429, .. } => "rate_limit_error",
@@ -170,6 +179,8 @@ impl GatewayError {
             InvalidRequest { message, .. } => message.clone(),
             MissingCredential => "No API key provided. Send it as 'Authorization: Bearer <key>'.".into(),
             InvalidCredential => "Incorrect API key provided.".into(),
+            InvalidToken { reason } => format!("The bearer token was rejected ({reason})."),
+            JwksUnavailable => "The identity provider's signing keys could not be fetched; retry later.".into(),
             UnknownModel { model } => format!("The model '{model}' does not exist on this gateway."),
             ModelNotAllowed { model } => format!("Your key is not allowed to use the model '{model}'."),
             UnsupportedOperation { model, operation } => {
@@ -231,7 +242,7 @@ impl GatewayError {
         if let GatewayError::MethodNotAllowed { allowed, .. } = self {
             response = response.with_header("allow", *allowed);
         }
-        if matches!(self, GatewayError::MissingCredential | GatewayError::InvalidCredential) {
+        if matches!(self, GatewayError::MissingCredential | GatewayError::InvalidCredential | GatewayError::InvalidToken { .. }) {
             response = response.with_header("www-authenticate", "Bearer");
         }
         response

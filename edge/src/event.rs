@@ -26,6 +26,9 @@ pub struct UsageEvent {
     pub request_id: String,
     pub operation: &'static str,
     pub consumer: Option<String>,
+    /// Tenant and tier from the caller's token, when it carries them.
+    pub tenant: Option<String>,
+    pub tier: Option<String>,
     pub model: Option<String>,
     pub provider: Option<String>,
     pub upstream_model: Option<String>,

@@ -21,12 +21,13 @@ use futures::future::{select, Either};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::config::{Config, ConfigErrors, ModelKind, ModelRoute, ProviderConfig};
+use crate::config::{Config, ConfigErrors, JwtAuth, ModelKind, ModelRoute, ProviderConfig};
+use policy::identity::{verify_jwt as verify_token, JwksSource, JwtKey, JwtKeySet};
 use crate::error::GatewayError;
 use crate::guard::{GuardSummary, RequestGuard};
 use policy::guard::{GuardNeeds, Guards};
 use crate::event::{Outcome, UsageEvent};
-use crate::host::{Body, ByteStream, FetchError, Host, OutboundResponse};
+use crate::host::{Body, ByteStream, FetchError, Host, OutboundRequest, OutboundResponse};
 use crate::http::{Request, Response};
 use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest, Usage};
 use crate::provider::{self, Dispatch, ProviderContext};
@@ -92,6 +93,40 @@ pub struct Gateway {
     /// The guardrail detectors the configuration uses, compiled on the first request that needs
     /// them and again only when a new configuration needs different ones.
     guards: RefCell<Option<(GuardNeeds, Rc<Guards>)>>,
+    /// Keys fetched from the configured JWKS URL, per isolate.
+    jwks: RefCell<Option<JwksCache>>,
+}
+
+/// A fetched JWKS document's keys and when they were fetched (and last tried).
+struct JwksCache {
+    url: String,
+    keys: JwtKeySet,
+    fetched_at_ms: Option<u64>,
+    attempted_at_ms: u64,
+}
+
+/// Refetching a JWKS for an unknown `kid` at most this often: anyone can send any `kid`.
+const JWKS_MISS_REFETCH_MS: u64 = 60_000;
+
+/// Who is calling, as authentication established it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The consumer id (API key) or the token's consumer claim; `None` when auth is off.
+    pub consumer: Option<String>,
+    pub tenant: Option<String>,
+    pub tier: Option<String>,
+    via_jwt: bool,
+}
+
+impl Caller {
+    /// The consumer id when it comes from the configuration (API keys), for per-consumer settings.
+    fn api_consumer(&self) -> Option<&str> {
+        if self.via_jwt {
+            None
+        } else {
+            self.consumer.as_deref()
+        }
+    }
 }
 
 /// What is known about the request so far, for the usage event.
@@ -101,6 +136,8 @@ struct Trace {
     operation: &'static str,
     started_ms: u64,
     consumer: Option<String>,
+    tenant: Option<String>,
+    tier: Option<String>,
     model: Option<String>,
     provider: Option<String>,
     upstream_model: Option<String>,
@@ -119,6 +156,8 @@ impl Trace {
             request_id: self.request_id.clone(),
             operation: self.operation,
             consumer: self.consumer.clone(),
+            tenant: self.tenant.clone(),
+            tier: self.tier.clone(),
             model: self.model.clone(),
             provider: self.provider.clone(),
             upstream_model: self.upstream_model.clone(),
@@ -149,6 +188,8 @@ impl Gateway {
             operation: "unknown",
             started_ms,
             consumer: None,
+            tenant: None,
+            tier: None,
             model: None,
             provider: None,
             upstream_model: None,
@@ -220,14 +261,16 @@ impl Gateway {
             return Err(GatewayError::MethodNotAllowed { method: request.method.clone(), allowed: route.allowed_method() });
         }
         let config = self.config(host).await?;
-        let consumer = authenticate(&config, &request)?;
-        trace.consumer = consumer.clone();
+        let caller = self.authenticate(&config, &request, host).await?;
+        trace.consumer = caller.consumer.clone();
+        trace.tenant = caller.tenant.clone();
+        trace.tier = caller.tier.clone();
 
         match route {
             Route::ListModels | Route::GetModel(_) => {
                 let response = match route {
-                    Route::GetModel(id) => get_model(&config, consumer.as_deref(), &id)?,
-                    _ => list_models(&config, consumer.as_deref()),
+                    Route::GetModel(id) => get_model(&config, &caller, &id)?,
+                    _ => list_models(&config, &caller),
                 };
                 let elapsed = host.now_ms().saturating_sub(trace.started_ms);
                 host.emit(&trace.event(200, Outcome::Completed, None, elapsed));
@@ -236,12 +279,12 @@ impl Gateway {
             Route::ChatCompletions => {
                 let body = read_json_body(request, config.limits.max_body_bytes).await?;
                 let chat: ChatRequest = parse_request(&body)?;
-                self.chat(&config, consumer.as_deref(), chat, host, trace).await
+                self.chat(&config, &caller, chat, host, trace).await
             }
             Route::Embeddings => {
                 let body = read_json_body(request, config.limits.max_body_bytes).await?;
                 let embeddings: EmbeddingsRequest = parse_request(&body)?;
-                self.embeddings(&config, consumer.as_deref(), embeddings, host, trace).await
+                self.embeddings(&config, &caller, embeddings, host, trace).await
             }
         }
     }
@@ -259,6 +302,119 @@ impl Gateway {
         let guards = Rc::new(Guards::for_needs(&needs));
         *slot = Some((needs, guards.clone()));
         guards
+    }
+
+    /// Establish the caller from `Authorization: Bearer` (an API key or, when configured, a JWT)
+    /// or `x-api-key`.
+    async fn authenticate<H: Host>(&self, config: &Config, request: &Request, host: &H) -> Result<Caller, GatewayError> {
+        let presented = match request.header("authorization") {
+            Some(value) => {
+                let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(GatewayError::InvalidCredential);
+                }
+                Some(token.trim())
+            }
+            None => request.header("x-api-key"),
+        };
+        if let (Some(jwt), Some(token)) = (&config.jwt, presented) {
+            if looks_like_jwt(token) {
+                return self.verify_jwt(jwt, token, host).await;
+            }
+        }
+        match config.keys.authenticate(presented) {
+            Ok(policy::AuthDecision::Anonymous) => Ok(Caller::default()),
+            Ok(policy::AuthDecision::Consumer(id)) => Ok(Caller { consumer: Some(id), ..Caller::default() }),
+            Err(policy::AuthError::MissingCredential) => Err(GatewayError::MissingCredential),
+            Err(policy::AuthError::InvalidCredential) => Err(GatewayError::InvalidCredential),
+        }
+    }
+
+    async fn verify_jwt<H: Host>(&self, jwt: &JwtAuth, token: &str, host: &H) -> Result<Caller, GatewayError> {
+        let now_ms = host.now_ms();
+        let mut keys = jwt.keys.clone();
+        for (kid, secret_name) in &jwt.hmac_secrets {
+            let secret = host
+                .secret(secret_name)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| GatewayError::MissingSecret { name: secret_name.clone() })?;
+            let key = JwtKey::hs256(secret.as_bytes()).map_err(|_| GatewayError::ConfigInvalid {
+                errors: vec![format!("the secret '{secret_name}' is not a usable HS256 key (at least 32 bytes)")],
+            })?;
+            keys.push(match kid {
+                Some(kid) => key.with_kid(kid.clone()),
+                None => key,
+            });
+        }
+        if let Some(url) = &jwt.jwks_url {
+            let stale = self.jwks.borrow().as_ref().is_none_or(|c| {
+                c.url != *url || c.fetched_at_ms.is_none_or(|at| now_ms.saturating_sub(at) >= jwt.jwks_refresh_ms)
+            });
+            let may_try = self
+                .jwks
+                .borrow()
+                .as_ref()
+                .is_none_or(|c| c.url != *url || c.fetched_at_ms.is_some() || now_ms.saturating_sub(c.attempted_at_ms) >= JWKS_MISS_REFETCH_MS);
+            if stale && may_try {
+                self.refresh_jwks(url, host).await;
+            }
+            let fetched = self.jwks.borrow().as_ref().filter(|c| c.url == *url && c.fetched_at_ms.is_some()).map(|c| c.keys.clone());
+            match fetched {
+                Some(remote) => keys.extend(remote),
+                None if keys.is_empty() => return Err(GatewayError::JwksUnavailable),
+                None => {}
+            }
+        }
+        let now_secs = now_ms / 1000;
+        let mut verdict = verify_token(token, &keys, &jwt.rules, now_secs);
+        // Keys may have rotated: refetch once (rate-limited) for a `kid` the set does not know.
+        if let (Err(error), Some(url)) = (&verdict, &jwt.jwks_url) {
+            let may_refetch =
+                self.jwks.borrow().as_ref().is_none_or(|c| now_ms.saturating_sub(c.attempted_at_ms) >= JWKS_MISS_REFETCH_MS);
+            if error.suggests_key_refresh() && may_refetch {
+                self.refresh_jwks(url, host).await;
+                if let Some(remote) = self.jwks.borrow().as_ref().filter(|c| c.fetched_at_ms.is_some()).map(|c| c.keys.clone()) {
+                    keys.extend(remote);
+                }
+                verdict = verify_token(token, &keys, &jwt.rules, now_secs);
+            }
+        }
+        match verdict {
+            Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, via_jwt: true }),
+            Err(error) => Err(GatewayError::InvalidToken { reason: error.code() }),
+        }
+    }
+
+    /// Fetch the JWKS; keep the previous keys when the fetch fails or yields no usable key.
+    async fn refresh_jwks<H: Host>(&self, url: &str, host: &H) {
+        let now_ms = host.now_ms();
+        let request = OutboundRequest {
+            method: "GET",
+            url: url.to_string(),
+            headers: vec![("accept".into(), "application/json".into())],
+            body: Vec::new(),
+        };
+        let call = async {
+            let response = host.fetch(request).await.ok()?;
+            if response.status != 200 {
+                return None;
+            }
+            let body = read_body(response.body, 1024 * 1024).await.ok()?;
+            let text = String::from_utf8(body).ok()?;
+            let parsed = JwtKeySet::parse_jwks(&text, JwksSource::Remote).ok()?;
+            (!parsed.keys.is_empty()).then_some(parsed.keys)
+        };
+        let fetched = with_timeout(host, 5_000, call).await.flatten();
+        let mut slot = self.jwks.borrow_mut();
+        match (fetched, slot.as_mut().filter(|c| c.url == url)) {
+            (Some(keys), _) => {
+                *slot = Some(JwksCache { url: url.to_string(), keys, fetched_at_ms: Some(now_ms), attempted_at_ms: now_ms })
+            }
+            (None, Some(cache)) => cache.attempted_at_ms = now_ms,
+            (None, None) => {
+                *slot = Some(JwksCache { url: url.to_string(), keys: JwtKeySet::default(), fetched_at_ms: None, attempted_at_ms: now_ms })
+            }
+        }
     }
 
     /// The current configuration: cached, re-read from KV when stale, parsed only when changed.
@@ -306,16 +462,16 @@ impl Gateway {
     async fn chat<H: Host>(
         &self,
         config: &Config,
-        consumer: Option<&str>,
+        caller: &Caller,
         mut request: ChatRequest,
         host: &H,
         trace: &mut Trace,
     ) -> Result<Response, GatewayError> {
-        let (route, provider) = resolve(config, consumer, &request.model, ModelKind::Chat, "chat completions", trace)?;
+        let (route, provider) = resolve(config, caller, &request.model, ModelKind::Chat, "chat completions", trace)?;
         let stream = request.is_stream();
         trace.stream = stream;
         let strip_usage = !request.wants_stream_usage();
-        let mut guard = config.guard_for(consumer, route).map(|profile| RequestGuard::new(self.guards_for(config), profile.clone()));
+        let mut guard = config.guard_for(caller.api_consumer(), route).map(|profile| RequestGuard::new(self.guards_for(config), profile.clone()));
         if let Some(guard) = guard.as_mut() {
             let checked = guard.guard_input(&mut request);
             trace.guard = Some(guard.summary());
@@ -367,12 +523,12 @@ impl Gateway {
     async fn embeddings<H: Host>(
         &self,
         config: &Config,
-        consumer: Option<&str>,
+        caller: &Caller,
         request: EmbeddingsRequest,
         host: &H,
         trace: &mut Trace,
     ) -> Result<Response, GatewayError> {
-        let (route, provider) = resolve(config, consumer, &request.model, ModelKind::Embeddings, "embeddings", trace)?;
+        let (route, provider) = resolve(config, caller, &request.model, ModelKind::Embeddings, "embeddings", trace)?;
         let (upstream, deadline) =
             call_provider(config, route, host, trace, |ctx| provider::embeddings(provider, route, request, ctx)).await?;
         self.whole_response(host, &route.provider, upstream, deadline, trace, None).await.map(|r| tag(r, route))
@@ -424,6 +580,11 @@ fn tag(response: Response, route: &ModelRoute) -> Response {
     response
         .with_header("x-gateway-provider", route.provider.clone())
         .with_header("x-gateway-model", route.upstream_model.clone())
+}
+
+/// A compact JWS: three base64url parts, the header a JSON object (`eyJ`).
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.matches('.').count() == 2
 }
 
 /// Have the provider build its call, send it within the provider's timeout and check the
@@ -494,7 +655,7 @@ async fn moderate<H: Host>(
 /// Find the model's route and provider and check the consumer may use it for this operation.
 fn resolve<'c>(
     config: &'c Config,
-    consumer: Option<&str>,
+    caller: &Caller,
     model: &str,
     kind: ModelKind,
     operation: &'static str,
@@ -502,7 +663,7 @@ fn resolve<'c>(
 ) -> Result<(&'c ModelRoute, &'c ProviderConfig), GatewayError> {
     trace.model = Some(model.to_string());
     let route = config.models.get(model).ok_or_else(|| GatewayError::UnknownModel { model: model.to_string() })?;
-    if !may_use(config, consumer, model) {
+    if !may_use(config, caller, model) {
         return Err(GatewayError::ModelNotAllowed { model: model.to_string() });
     }
     if route.kind != kind {
@@ -514,29 +675,12 @@ fn resolve<'c>(
     Ok((route, provider))
 }
 
-fn may_use(config: &Config, consumer: Option<&str>, model: &str) -> bool {
-    match consumer {
-        None => true,
-        Some(_) => config.access_for(consumer).is_some_and(|a| a.allows(model)),
-    }
-}
-
-fn authenticate(config: &Config, request: &Request) -> Result<Option<String>, GatewayError> {
-    let presented = match request.header("authorization") {
-        Some(value) => {
-            let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(GatewayError::InvalidCredential);
-            }
-            Some(token.trim())
-        }
-        None => request.header("x-api-key"),
-    };
-    match config.keys.authenticate(presented) {
-        Ok(policy::AuthDecision::Anonymous) => Ok(None),
-        Ok(policy::AuthDecision::Consumer(id)) => Ok(Some(id)),
-        Err(policy::AuthError::MissingCredential) => Err(GatewayError::MissingCredential),
-        Err(policy::AuthError::InvalidCredential) => Err(GatewayError::InvalidCredential),
+fn may_use(config: &Config, caller: &Caller, model: &str) -> bool {
+    match (&caller.consumer, caller.via_jwt, &config.jwt) {
+        (None, ..) => true,
+        (Some(_), true, Some(jwt)) => caller.tier.as_ref().and_then(|t| jwt.tiers.get(t)).unwrap_or(&jwt.models).allows(model),
+        (Some(_), true, None) => false,
+        (Some(_), false, _) => config.access_for(caller.consumer.as_deref()).is_some_and(|a| a.allows(model)),
     }
 }
 
@@ -544,19 +688,19 @@ fn model_object(route: &ModelRoute) -> Value {
     json!({ "id": route.name, "object": "model", "created": 0, "owned_by": route.provider })
 }
 
-fn list_models(config: &Config, consumer: Option<&str>) -> Response {
+fn list_models(config: &Config, caller: &Caller) -> Response {
     let data: Vec<Value> = config
         .models
         .values()
-        .filter(|route| may_use(config, consumer, &route.name))
+        .filter(|route| may_use(config, caller, &route.name))
         .map(model_object)
         .collect();
     Response::json(200, &json!({ "object": "list", "data": data }))
 }
 
-fn get_model(config: &Config, consumer: Option<&str>, id: &str) -> Result<Response, GatewayError> {
+fn get_model(config: &Config, caller: &Caller, id: &str) -> Result<Response, GatewayError> {
     match config.models.get(id) {
-        Some(route) if may_use(config, consumer, id) => Ok(Response::json(200, &model_object(route))),
+        Some(route) if may_use(config, caller, id) => Ok(Response::json(200, &model_object(route))),
         _ => Err(GatewayError::UnknownModel { model: id.to_string() }),
     }
 }

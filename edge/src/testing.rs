@@ -78,6 +78,12 @@ impl MemoryHost {
         self
     }
 
+    /// Set the clock (milliseconds since the Unix epoch).
+    pub fn with_clock_ms(self, ms: u64) -> Self {
+        self.inner.clock_ms.set(ms);
+        self
+    }
+
     pub fn with_secret(self, name: &str, value: &str) -> Self {
         self.inner.secrets.borrow_mut().insert(name.into(), value.into());
         self

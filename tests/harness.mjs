@@ -121,8 +121,10 @@ export function makeConfig({ upstreamBaseUrl, limits = {}, auth, providers = {},
  * @param {object|string} [opts.kvConfig]  put under key `config` in GATEWAY_KV before serving
  * @param {Record<string,string>} [opts.secrets]  plain-text bindings (provider keys)
  * @param {object} [opts.cf]  request.cf for every request
+ * @param {string} [opts.persistDir]  keep KV and Durable Object state in this directory, so a
+ *   second gateway started on it sees what the first wrote (a restart); in memory otherwise
  */
-export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAULT_CF } = {}) {
+export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAULT_CF, persistDir } = {}) {
   if (!existsSync(WORKER_SCRIPT)) {
     throw new Error(`${WORKER_SCRIPT} is missing: build the Worker first (scripts/build-worker)`);
   }
@@ -140,11 +142,14 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     compatibilityDate: "2025-09-01",
     bindings,
     kvNamespaces: ["GATEWAY_KV"],
+    // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
+    durableObjects: { COUNTERS: { className: "GatewayCounter", useSQLite: true } },
     cf: { ...cf },
     host: "127.0.0.1",
     port: 0,
-    // Everything is in memory: nothing is written next to the tests.
-    kvPersist: false,
+    // In memory unless a test asks for a restart: nothing is written next to the tests.
+    kvPersist: persistDir ? path.join(persistDir, "kv") : false,
+    durableObjectsPersist: persistDir ? path.join(persistDir, "do") : false,
     cachePersist: false,
     handleStructuredLogs: ({ level, message }) => {
       logs.push({ level, message });

@@ -56,6 +56,88 @@ struct RawConfig {
     guards: BTreeMap<String, RawGuard>,
     providers: BTreeMap<String, RawProvider>,
     models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    rate_limits: Vec<RawRateLimit>,
+    #[serde(default)]
+    budgets: Vec<RawBudget>,
+    /// USD per million tokens, by model name (configured or upstream; `prefix*` allowed).
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    quota: RawQuota,
+    /// The admin API's credential; without it `/admin/` does not exist.
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    residency: RawResidency,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    key_sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    /// Where the tenant's counters (and, with routing, its data) must stay, e.g. `eu`.
+    #[serde(default)]
+    jurisdiction: Option<String>,
+    /// Jurisdictions the tenant's requests may be processed in (default: `[jurisdiction]`).
+    #[serde(default)]
+    residency: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    scope: Vec<String>,
+    metric: String,
+    window: String,
+    limit: u64,
+    #[serde(default)]
+    on_store_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    scope: Vec<String>,
+    window: String,
+    /// Decimal USD, e.g. "100.00".
+    usd: String,
+    #[serde(default)]
+    alerts: Vec<u16>,
+    /// `false`: count and alert only, never refuse.
+    #[serde(default = "yes")]
+    hard: bool,
+    #[serde(default)]
+    webhook_url: Option<String>,
+    #[serde(default)]
+    on_store_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: String,
+    #[serde(default)]
+    cached_input: Option<String>,
+    output: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    /// Output tokens reserved when a request sets no `max_tokens`.
+    #[serde(default)]
+    default_max_output_tokens: Option<u64>,
+    /// Longest wait for the counter store before its failure mode applies.
+    #[serde(default)]
+    store_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +280,8 @@ struct RawConsumer {
     models: Option<Vec<String>>,
     #[serde(default)]
     guard: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,28 +293,176 @@ struct RawCors {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawProvider {
-    /// Any OpenAI-compatible API (OpenAI itself, vLLM, Ollama, ...).
-    Openai {
-        base_url: String,
-        #[serde(default)]
-        api_key_secret: Option<String>,
-        #[serde(default)]
-        timeout_ms: Option<u64>,
-    },
+    /// OpenAI itself and every OpenAI-compatible API: one implementation, per-provider defaults.
+    Openai(RawOpenAiFamily),
+    Mistral(RawOpenAiFamily),
+    Groq(RawOpenAiFamily),
+    Together(RawOpenAiFamily),
+    Deepseek(RawOpenAiFamily),
+    Ollama(RawOpenAiFamily),
+    Vllm(RawOpenAiFamily),
+    /// Any other OpenAI-compatible URL (`base_url` required).
+    OpenaiCompatible(RawOpenAiFamily),
+    AzureOpenai(RawAzure),
+    Anthropic(RawAnthropic),
+    Gemini(RawGemini),
+    Vertex(RawVertex),
+    Bedrock(RawBedrock),
+    Cohere(RawCohere),
+    WorkersAi(RawWorkersAi),
     /// The built-in deterministic provider.
     Mock {},
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawOpenAiFamily {
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key_secret: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAzure {
+    /// `https://{resource}.openai.azure.com` (or a custom domain / APIM front).
+    base_url: String,
+    api_version: String,
+    api_key_secret: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnthropic {
+    #[serde(default)]
+    base_url: Option<String>,
+    api_key_secret: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGemini {
+    #[serde(default)]
+    base_url: Option<String>,
+    api_key_secret: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVertex {
+    project: String,
+    location: String,
+    /// Secret holding an OAuth2 access token for the Vertex AI API.
+    access_token_secret: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBedrock {
+    region: String,
+    access_key_id_secret: String,
+    secret_access_key_secret: String,
+    #[serde(default)]
+    session_token_secret: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCohere {
+    #[serde(default)]
+    base_url: Option<String>,
+    api_key_secret: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkersAi {
+    account_id: String,
+    api_token_secret: String,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawModel {
-    provider: String,
+    /// The provider of a single-target model (or use `targets`).
+    #[serde(default)]
+    provider: Option<String>,
     #[serde(default)]
     upstream_model: Option<String>,
+    /// Several places this model can be served from, and how to choose (docs/routing.md).
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    strategy: Option<policy::route::Strategy>,
+    #[serde(default)]
+    fallback_on: Option<BTreeSet<policy::route::FallbackTrigger>>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    backoff: Option<policy::route::Backoff>,
+    #[serde(default)]
+    circuit_breaker: Option<policy::route::CircuitBreaker>,
+    #[serde(default)]
+    conditions: Vec<policy::route::Condition>,
     #[serde(default, rename = "type")]
     kind: Option<ModelKind>,
     #[serde(default)]
     guard: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    id: String,
+    provider: String,
+    #[serde(default)]
+    upstream_model: Option<String>,
+    region: String,
+    jurisdiction: String,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    canary: Option<u8>,
+    /// Model size class in billions of parameters, for the energy estimate.
+    #[serde(default)]
+    params_b: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResidency {
+    /// Jurisdictions allowed for requests entering at an EU location (`request.cf.isEUCountry`).
+    #[serde(default)]
+    eu_visitors: Option<Vec<String>>,
+    /// A header set by a trusted proxy in front of the gateway naming the allowed jurisdictions
+    /// (comma-separated). Only configure this when clients cannot set it themselves.
+    #[serde(default)]
+    trusted_header: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,6 +496,45 @@ impl Default for Limits {
     }
 }
 
+/// Which member of the OpenAI-compatible family a provider is: same wire format, different
+/// defaults and small differences in what each accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenAiFlavor {
+    OpenAi,
+    Mistral,
+    Groq,
+    Together,
+    DeepSeek,
+    Ollama,
+    Vllm,
+    /// Cloudflare Workers AI's OpenAI-compatible REST endpoints.
+    WorkersAi,
+    /// Any other OpenAI-compatible URL.
+    Compatible,
+}
+
+impl OpenAiFlavor {
+    /// The public endpoint (or the usual local one) when `base_url` is not set.
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            OpenAiFlavor::OpenAi => Some("https://api.openai.com/v1"),
+            OpenAiFlavor::Mistral => Some("https://api.mistral.ai/v1"),
+            OpenAiFlavor::Groq => Some("https://api.groq.com/openai/v1"),
+            OpenAiFlavor::Together => Some("https://api.together.xyz/v1"),
+            OpenAiFlavor::DeepSeek => Some("https://api.deepseek.com/v1"),
+            OpenAiFlavor::Ollama => Some("http://localhost:11434/v1"),
+            OpenAiFlavor::Vllm => Some("http://localhost:8000/v1"),
+            OpenAiFlavor::WorkersAi | OpenAiFlavor::Compatible => None,
+        }
+    }
+
+    /// Whether the upstream accepts `stream_options.include_usage` (the others report usage in
+    /// their last chunk by themselves, or reject unknown parameters).
+    pub fn accepts_stream_options(self) -> bool {
+        !matches!(self, OpenAiFlavor::Mistral)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAiProviderConfig {
     /// Base URL without trailing slash, e.g. `https://api.openai.com/v1`.
@@ -272,12 +543,103 @@ pub struct OpenAiProviderConfig {
     pub api_key_secret: Option<String>,
     /// Overrides `limits.upstream_timeout_ms` for this provider.
     pub timeout_ms: Option<u64>,
+    pub flavor: OpenAiFlavor,
+}
+
+/// Azure OpenAI: the model route's `upstream_model` is the deployment name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureConfig {
+    /// `https://{resource}.openai.azure.com`, no trailing slash.
+    pub base_url: String,
+    pub api_version: String,
+    pub api_key_secret: String,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnthropicConfig {
+    /// `https://api.anthropic.com` by default, no trailing slash.
+    pub base_url: String,
+    pub api_key_secret: String,
+    /// The `anthropic-version` header, `2023-06-01` by default.
+    pub version: String,
+    pub timeout_ms: Option<u64>,
+}
+
+/// Google's Gemini models through the Generative Language API (API key) or Vertex AI (OAuth token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeminiConfig {
+    pub api: GeminiApi,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GeminiApi {
+    /// `https://generativelanguage.googleapis.com` by default; key in `x-goog-api-key`.
+    GenerativeLanguage { base_url: String, api_key_secret: String },
+    /// `https://{location}-aiplatform.googleapis.com` by default; `Authorization: Bearer`.
+    Vertex { base_url: String, project: String, location: String, access_token_secret: String },
+}
+
+/// AWS Bedrock Runtime, Converse and ConverseStream, signed with SigV4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BedrockConfig {
+    pub region: String,
+    /// `https://bedrock-runtime.{region}.amazonaws.com` by default, no trailing slash.
+    pub base_url: String,
+    pub access_key_id_secret: String,
+    pub secret_access_key_secret: String,
+    pub session_token_secret: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+/// Cohere's v2 Chat and Embed APIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CohereConfig {
+    /// `https://api.cohere.com` by default, no trailing slash.
+    pub base_url: String,
+    pub api_key_secret: String,
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderConfig {
     OpenAi(OpenAiProviderConfig),
+    Azure(AzureConfig),
+    Anthropic(AnthropicConfig),
+    Gemini(GeminiConfig),
+    Bedrock(BedrockConfig),
+    Cohere(CohereConfig),
     Mock,
+}
+
+impl ProviderConfig {
+    /// The provider's own timeout for the response head, if it sets one.
+    pub fn timeout_ms(&self) -> Option<u64> {
+        match self {
+            ProviderConfig::OpenAi(p) => p.timeout_ms,
+            ProviderConfig::Azure(p) => p.timeout_ms,
+            ProviderConfig::Anthropic(p) => p.timeout_ms,
+            ProviderConfig::Gemini(p) => p.timeout_ms,
+            ProviderConfig::Bedrock(p) => p.timeout_ms,
+            ProviderConfig::Cohere(p) => p.timeout_ms,
+            ProviderConfig::Mock => None,
+        }
+    }
+
+    /// Short kind name for events and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderConfig::OpenAi(_) => "openai",
+            ProviderConfig::Azure(_) => "azure_openai",
+            ProviderConfig::Anthropic(_) => "anthropic",
+            ProviderConfig::Gemini(GeminiConfig { api: GeminiApi::GenerativeLanguage { .. }, .. }) => "gemini",
+            ProviderConfig::Gemini(_) => "vertex",
+            ProviderConfig::Bedrock(_) => "bedrock",
+            ProviderConfig::Cohere(_) => "cohere",
+            ProviderConfig::Mock => "mock",
+        }
+    }
 }
 
 /// A client-facing model name and where it goes.
@@ -343,6 +705,56 @@ pub struct Config {
     pub cors: Option<Cors>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelRoute>,
+    /// The tenant of each API-key consumer that has one.
+    pub consumer_tenants: BTreeMap<String, String>,
+    pub tenants: BTreeMap<String, Tenant>,
+    pub quota: Quota,
+    pub admin: Option<Admin>,
+    /// Models served by several targets, with how to choose among them.
+    pub routes: BTreeMap<String, policy::route::RouteSpec>,
+    pub residency: Residency,
+}
+
+/// The admin API's credential (its SHA-256; the key itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub key_sha256: [u8; 32],
+}
+
+/// A tenant (organisation, team).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenant {
+    pub jurisdiction: Option<String>,
+    /// Where the tenant's requests may be processed; `None` = anywhere.
+    pub residency: Option<BTreeSet<String>>,
+}
+
+/// Residency rules that do not come from a tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Residency {
+    pub eu_visitors: Option<BTreeSet<String>>,
+    pub trusted_header: Option<String>,
+}
+
+/// Rate limits, budgets and prices, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Quota {
+    /// The limits grouped by scope: one counter object per resolved scope and request.
+    pub groups: Vec<LimitGroup>,
+    pub prices: policy::limits::PriceTable,
+    pub default_max_output_tokens: u64,
+    pub store_timeout_ms: u64,
+}
+
+/// The limits that share one scope (so one counter object holds all of them).
+#[derive(Debug, Clone)]
+pub struct LimitGroup {
+    pub scope: policy::limits::Scope,
+    pub specs: Vec<policy::limits::LimitSpec>,
+    /// Closed if any limit of the group says closed (the default).
+    pub on_store_error: policy::limits::FailureMode,
+    /// Budget alert webhooks of this group.
+    pub webhooks: Vec<String>,
 }
 
 const MAX_BODY_LIMIT: u64 = 100 * 1024 * 1024;
@@ -375,11 +787,167 @@ impl Config {
 
     /// The timeout for a provider's response head.
     pub fn timeout_for(&self, provider: &str) -> u64 {
-        match self.providers.get(provider) {
-            Some(ProviderConfig::OpenAi(p)) => p.timeout_ms.unwrap_or(self.limits.upstream_timeout_ms),
-            _ => self.limits.upstream_timeout_ms,
+        self.providers.get(provider).and_then(ProviderConfig::timeout_ms).unwrap_or(self.limits.upstream_timeout_ms)
+    }
+}
+
+/// Collects the problems of one provider entry, each with its field path.
+struct ProviderCheck<'a> {
+    path: &'a str,
+    issues: Vec<(String, String)>,
+}
+
+impl ProviderCheck<'_> {
+    fn issue(&mut self, field: &str, message: String) {
+        self.issues.push((format!("{}.{field}", self.path), message));
+    }
+
+    /// An http(s) base URL without trailing slash: the configured one, else the default.
+    fn url(&mut self, value: Option<String>, default: Option<String>, field: &str) -> String {
+        let Some(url) = value.or(default) else {
+            self.issue(field, "is required for this provider kind".into());
+            return String::new();
+        };
+        let url = url.trim_end_matches('/').to_string();
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+            self.issue(field, format!("must be an http(s) URL, got '{url}'"));
+        }
+        url
+    }
+
+    /// A secret's NAME (never the secret itself).
+    fn secret(&mut self, value: &str, field: &str) {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            self.issue(field, "must be the NAME of a secret (letters, digits, '_'), not the key itself".into());
         }
     }
+
+    /// A cloud identifier (project, region, location).
+    fn name_like(&mut self, value: &str, field: &str, what: &str) {
+        if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            self.issue(field, format!("must be {what}"));
+        }
+    }
+
+    fn timeout(&mut self, timeout_ms: Option<u64>) {
+        if let Some(t) = timeout_ms.filter(|t| *t == 0 || *t > 900_000) {
+            self.issue("timeout_ms", format!("must be between 1 and 900000, got {t}"));
+        }
+    }
+
+    fn family(&mut self, raw: RawOpenAiFamily, flavor: OpenAiFlavor) -> ProviderConfig {
+        let base_url = self.url(raw.base_url, flavor.default_base_url().map(str::to_string), "base_url");
+        if let Some(s) = &raw.api_key_secret {
+            self.secret(s, "api_key_secret");
+        }
+        self.timeout(raw.timeout_ms);
+        ProviderConfig::OpenAi(OpenAiProviderConfig { base_url, api_key_secret: raw.api_key_secret, timeout_ms: raw.timeout_ms, flavor })
+    }
+}
+
+/// Check one provider's settings and fill in its defaults.
+fn validate_provider(provider: RawProvider, path: &str, issue: &mut dyn FnMut(String, String)) -> ProviderConfig {
+    let mut check = ProviderCheck { path, issues: Vec::new() };
+    let config = match provider {
+        RawProvider::Mock {} => ProviderConfig::Mock,
+        RawProvider::Openai(raw) => check.family(raw, OpenAiFlavor::OpenAi),
+        RawProvider::Mistral(raw) => check.family(raw, OpenAiFlavor::Mistral),
+        RawProvider::Groq(raw) => check.family(raw, OpenAiFlavor::Groq),
+        RawProvider::Together(raw) => check.family(raw, OpenAiFlavor::Together),
+        RawProvider::Deepseek(raw) => check.family(raw, OpenAiFlavor::DeepSeek),
+        RawProvider::Ollama(raw) => check.family(raw, OpenAiFlavor::Ollama),
+        RawProvider::Vllm(raw) => check.family(raw, OpenAiFlavor::Vllm),
+        RawProvider::OpenaiCompatible(raw) => check.family(raw, OpenAiFlavor::Compatible),
+        RawProvider::WorkersAi(raw) => {
+            if !(raw.account_id.len() == 32 && raw.account_id.chars().all(|c| c.is_ascii_hexdigit())) {
+                check.issue("account_id", "must be the 32-character hex Cloudflare account id".into());
+            }
+            check.secret(&raw.api_token_secret, "api_token_secret");
+            check.timeout(raw.timeout_ms);
+            let default = format!("https://api.cloudflare.com/client/v4/accounts/{}/ai/v1", raw.account_id);
+            let base_url = check.url(raw.base_url, Some(default), "base_url");
+            ProviderConfig::OpenAi(OpenAiProviderConfig {
+                base_url,
+                api_key_secret: Some(raw.api_token_secret),
+                timeout_ms: raw.timeout_ms,
+                flavor: OpenAiFlavor::WorkersAi,
+            })
+        }
+        RawProvider::AzureOpenai(raw) => {
+            check.secret(&raw.api_key_secret, "api_key_secret");
+            check.timeout(raw.timeout_ms);
+            if !(raw.api_version.len() >= 10 && raw.api_version.starts_with("20")) {
+                check.issue("api_version", format!("must be an Azure OpenAI API version such as 2024-10-21, got '{}'", raw.api_version));
+            }
+            let base_url = check.url(Some(raw.base_url), None, "base_url");
+            ProviderConfig::Azure(AzureConfig { base_url, api_version: raw.api_version, api_key_secret: raw.api_key_secret, timeout_ms: raw.timeout_ms })
+        }
+        RawProvider::Anthropic(raw) => {
+            check.secret(&raw.api_key_secret, "api_key_secret");
+            check.timeout(raw.timeout_ms);
+            let base_url = check.url(raw.base_url, Some("https://api.anthropic.com".into()), "base_url");
+            ProviderConfig::Anthropic(AnthropicConfig {
+                base_url,
+                api_key_secret: raw.api_key_secret,
+                version: raw.version.unwrap_or_else(|| "2023-06-01".into()),
+                timeout_ms: raw.timeout_ms,
+            })
+        }
+        RawProvider::Gemini(raw) => {
+            check.secret(&raw.api_key_secret, "api_key_secret");
+            check.timeout(raw.timeout_ms);
+            let base_url = check.url(raw.base_url, Some("https://generativelanguage.googleapis.com".into()), "base_url");
+            ProviderConfig::Gemini(GeminiConfig {
+                api: GeminiApi::GenerativeLanguage { base_url, api_key_secret: raw.api_key_secret },
+                timeout_ms: raw.timeout_ms,
+            })
+        }
+        RawProvider::Vertex(raw) => {
+            check.secret(&raw.access_token_secret, "access_token_secret");
+            check.timeout(raw.timeout_ms);
+            check.name_like(&raw.project, "project", "a Google Cloud project id");
+            check.name_like(&raw.location, "location", "a Vertex AI location such as europe-west4");
+            let default = if raw.location == "global" {
+                "https://aiplatform.googleapis.com".to_string()
+            } else {
+                format!("https://{}-aiplatform.googleapis.com", raw.location)
+            };
+            let base_url = check.url(raw.base_url, Some(default), "base_url");
+            ProviderConfig::Gemini(GeminiConfig {
+                api: GeminiApi::Vertex { base_url, project: raw.project, location: raw.location, access_token_secret: raw.access_token_secret },
+                timeout_ms: raw.timeout_ms,
+            })
+        }
+        RawProvider::Bedrock(raw) => {
+            check.secret(&raw.access_key_id_secret, "access_key_id_secret");
+            check.secret(&raw.secret_access_key_secret, "secret_access_key_secret");
+            if let Some(s) = &raw.session_token_secret {
+                check.secret(s, "session_token_secret");
+            }
+            check.timeout(raw.timeout_ms);
+            check.name_like(&raw.region, "region", "an AWS region such as eu-central-1");
+            let default = format!("https://bedrock-runtime.{}.amazonaws.com", raw.region);
+            let base_url = check.url(raw.base_url, Some(default), "base_url");
+            ProviderConfig::Bedrock(BedrockConfig {
+                region: raw.region,
+                base_url,
+                access_key_id_secret: raw.access_key_id_secret,
+                secret_access_key_secret: raw.secret_access_key_secret,
+                session_token_secret: raw.session_token_secret,
+                timeout_ms: raw.timeout_ms,
+            })
+        }
+        RawProvider::Cohere(raw) => {
+            check.secret(&raw.api_key_secret, "api_key_secret");
+            check.timeout(raw.timeout_ms);
+            let base_url = check.url(raw.base_url, Some("https://api.cohere.com".into()), "base_url");
+            ProviderConfig::Cohere(CohereConfig { base_url, api_key_secret: raw.api_key_secret, timeout_ms: raw.timeout_ms })
+        }
+    };
+    for (p, m) in check.issues {
+        issue(p, m);
+    }
+    config
 }
 
 fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
@@ -426,29 +994,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
         if !valid_name(&name) {
             issue(path.clone(), "provider names use letters, digits, '-', '_' and '.'".into());
         }
-        let config = match provider {
-            RawProvider::Mock {} => ProviderConfig::Mock,
-            RawProvider::Openai { base_url, api_key_secret, timeout_ms } => {
-                let base_url = base_url.trim_end_matches('/').to_string();
-                if !(base_url.starts_with("https://") || base_url.starts_with("http://")) || base_url.len() < 10 {
-                    issue(format!("{path}.base_url"), format!("must be an http(s) URL, got '{base_url}'"));
-                }
-                if let Some(secret) = &api_key_secret {
-                    if secret.is_empty() || !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        issue(
-                            format!("{path}.api_key_secret"),
-                            "must be the NAME of a secret (letters, digits, '_'), not the key itself".into(),
-                        );
-                    }
-                }
-                if let Some(t) = timeout_ms {
-                    if t == 0 || t > 900_000 {
-                        issue(format!("{path}.timeout_ms"), format!("must be between 1 and 900000, got {t}"));
-                    }
-                }
-                ProviderConfig::OpenAi(OpenAiProviderConfig { base_url, api_key_secret, timeout_ms })
-            }
-        };
+        let config = validate_provider(provider, &path, &mut issue);
         providers.insert(name, config);
     }
 
@@ -457,32 +1003,124 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     if raw.models.is_empty() {
         issue("models".into(), "at least one model must be configured".into());
     }
+    let price_table = parse_prices(raw.prices, &mut issue);
+    let mut raw_routes = Vec::new();
     for (name, model) in raw.models {
         let path = format!("models.{name}");
         if name.is_empty() || name.chars().any(char::is_whitespace) {
             issue(path.clone(), "model names must be non-empty and contain no whitespace".into());
         }
-        if !providers.contains_key(&model.provider) {
-            let known: Vec<&str> = providers.keys().map(String::as_str).collect();
-            issue(
-                format!("{path}.provider"),
-                format!("unknown provider '{}' (configured: {})", model.provider, known.join(", ")),
-            );
+        let known = |providers: &BTreeMap<String, ProviderConfig>| providers.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+        let (provider, upstream_model) = match (&model.provider, model.targets.first()) {
+            (Some(_), Some(_)) => {
+                issue(format!("{path}.targets"), "set either provider or targets, not both".into());
+                (String::new(), String::new())
+            }
+            (Some(provider), None) => (provider.clone(), model.upstream_model.clone().unwrap_or_else(|| name.clone())),
+            (None, Some(first)) => (first.provider.clone(), first.upstream_model.clone().unwrap_or_else(|| name.clone())),
+            (None, None) => {
+                issue(format!("{path}.provider"), "missing field `provider` (or a list of `targets`)".into());
+                (String::new(), String::new())
+            }
+        };
+        if model.provider.is_some() && !providers.contains_key(&provider) {
+            issue(format!("{path}.provider"), format!("unknown provider '{provider}' (configured: {})", known(&providers)));
         }
         if matches!(&model.upstream_model, Some(m) if m.trim().is_empty()) {
             issue(format!("{path}.upstream_model"), "must not be empty".into());
         }
+        let route_fields = model.strategy.is_some()
+            || model.fallback_on.is_some()
+            || model.max_attempts.is_some()
+            || model.backoff.is_some()
+            || model.circuit_breaker.is_some()
+            || !model.conditions.is_empty();
+        if model.targets.is_empty() && route_fields {
+            issue(format!("{path}.targets"), "routing settings need a list of targets".into());
+        }
+        if !model.targets.is_empty() {
+            raw_routes.push((name.clone(), model.targets, model.strategy, model.fallback_on, model.max_attempts, model.backoff, model.circuit_breaker, model.conditions));
+        }
         models.insert(
             name.clone(),
-            ModelRoute {
-                upstream_model: model.upstream_model.unwrap_or_else(|| name.clone()),
+            ModelRoute { upstream_model, name, provider, kind: model.kind.unwrap_or(ModelKind::Chat), guard: model.guard },
+        );
+    }
+    let mut routes = BTreeMap::new();
+    for (name, targets, strategy, fallback_on, max_attempts, backoff, circuit_breaker, conditions) in raw_routes {
+        let path = format!("models.{name}");
+        let mut ids = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, target) in targets.into_iter().enumerate() {
+            let at = format!("{path}.targets[{i}]");
+            if !ids.insert(target.id.clone()) || !valid_name(&target.id) {
+                issue(format!("{at}.id"), format!("target ids must be unique names, got '{}'", target.id));
+            }
+            if !providers.contains_key(&target.provider) {
+                let known: Vec<&str> = providers.keys().map(String::as_str).collect();
+                issue(format!("{at}.provider"), format!("unknown provider '{}' (configured: {})", target.provider, known.join(", ")));
+            }
+            if target.jurisdiction.trim().is_empty() || target.region.trim().is_empty() {
+                issue(at.clone(), "region and jurisdiction must not be empty".into());
+            }
+            if target.canary.is_some_and(|c| c > 100) {
+                issue(format!("{at}.canary"), "is a percentage between 0 and 100".into());
+            }
+            let model_name = target.upstream_model.unwrap_or_else(|| name.clone());
+            let price = price_table.get(&model_name).copied();
+            out.push(policy::route::Target {
+                id: target.id,
+                provider: target.provider,
+                model: model_name,
+                region: target.region,
+                jurisdiction: target.jurisdiction.to_ascii_lowercase(),
+                weight: target.weight.unwrap_or(1),
+                canary: target.canary,
+                input_per_million: price.map(|p| p.input_per_million).unwrap_or_default(),
+                output_per_million: price.map(|p| p.output_per_million).unwrap_or_default(),
+                params_b: target.params_b.unwrap_or(70),
+            });
+        }
+        let max_attempts = max_attempts.unwrap_or((out.len() as u32).clamp(1, 3));
+        if max_attempts == 0 || max_attempts > policy::route::MAX_ATTEMPTS_CAP {
+            issue(format!("{path}.max_attempts"), format!("must be between 1 and {}", policy::route::MAX_ATTEMPTS_CAP));
+        }
+        routes.insert(
+            name.clone(),
+            policy::route::RouteSpec {
                 name,
-                provider: model.provider,
-                kind: model.kind.unwrap_or(ModelKind::Chat),
-                guard: model.guard,
+                targets: out,
+                strategy: strategy.unwrap_or(policy::route::Strategy::Ordered),
+                fallback_on: fallback_on.unwrap_or_else(|| {
+                    use policy::route::FallbackTrigger::*;
+                    [RateLimited, ServerError, Timeout, Connect].into_iter().collect()
+                }),
+                max_attempts,
+                backoff: backoff.unwrap_or(policy::route::Backoff { base_ms: 100, max_ms: 2_000 }),
+                circuit_breaker: circuit_breaker.unwrap_or(policy::route::CircuitBreaker { failure_threshold: 5, open_ms: 30_000 }),
+                conditions,
             },
         );
     }
+    for (name, spec) in &routes {
+        for (i, condition) in spec.conditions.iter().enumerate() {
+            match &condition.then {
+                policy::route::ConditionAction::Route(other) if !routes.contains_key(other) => {
+                    issue(format!("models.{name}.conditions[{i}].then"), format!("'{other}' is not a model with targets"));
+                }
+                policy::route::ConditionAction::Targets(ids) => {
+                    for id in ids.iter().filter(|id| !spec.targets.iter().any(|t| &t.id == *id)) {
+                        issue(format!("models.{name}.conditions[{i}].then"), format!("unknown target '{id}'"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let residency = Residency {
+        eu_visitors: raw.residency.eu_visitors.map(|v| v.into_iter().map(|j| j.to_ascii_lowercase()).collect()),
+        trusted_header: raw.residency.trusted_header.map(|h| h.to_ascii_lowercase()),
+    };
 
     // guards
     let mut guards = BTreeMap::new();
@@ -503,6 +1141,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     // auth
     let mut access = BTreeMap::new();
     let mut consumer_guards = BTreeMap::new();
+    let mut consumer_tenants = BTreeMap::new();
     let mut jwt = None;
     let keys = match raw.auth {
         RawAuth::None => KeyTable::Disabled,
@@ -513,21 +1152,201 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                     "api_keys mode needs at least one consumer (or set \"auth\": {\"mode\": \"none\"})".into(),
                 );
             }
-            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut issue)
+            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut consumer_tenants, &mut issue)
         }
         RawAuth::Jwt { jwt: raw_jwt, consumers } => {
             jwt = validate_jwt(*raw_jwt, &models, &mut issue);
-            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut issue)
+            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut consumer_tenants, &mut issue)
         }
     };
 
     let cors = raw.cors.map(|c| Cors { allow_origins: c.allow_origins });
 
+    let mut tenants = BTreeMap::new();
+    for (name, tenant) in raw.tenants {
+        if let Some(j) = &tenant.jurisdiction {
+            if !matches!(j.as_str(), "eu" | "fedramp") {
+                issue(format!("tenants.{name}.jurisdiction"), format!("must be eu or fedramp (a Durable Object jurisdiction), got '{j}'"));
+            }
+        }
+        let residency = tenant.residency.map(|r| r.into_iter().collect()).or_else(|| tenant.jurisdiction.iter().map(|j| std::iter::once(j.clone()).collect()).next());
+        tenants.insert(name, Tenant { jurisdiction: tenant.jurisdiction, residency });
+    }
+    for tenant in consumer_tenants.values() {
+        tenants.entry(tenant.clone()).or_insert_with(Tenant::default);
+    }
+    let admin = raw.admin.and_then(|a| match policy::auth::parse_key_digest(&a.key_sha256) {
+        Some(key_sha256) => Some(Admin { key_sha256 }),
+        None => {
+            issue("admin.key_sha256".into(), "must be the 64-hex-digit SHA-256 of the admin key (never the key itself)".into());
+            None
+        }
+    });
+    if let (Some(admin), KeyTable::Keys(consumer_keys)) = (&admin, &keys) {
+        if consumer_keys.iter().any(|k| k.key_sha256 == admin.key_sha256) {
+            issue("admin.key_sha256".into(), "the admin key must not also be a consumer key".into());
+        }
+    }
+    let quota = validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
+
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, tenants, quota, admin, routes, residency })
     } else {
         Err(ConfigErrors(issues))
     }
+}
+
+/// Parse a limit scope like `["consumer", "model"]` or `["tenant", "header:x-team"]`.
+fn parse_scope(raw: &[String], path: &str, issue: &mut impl FnMut(String, String)) -> Option<policy::limits::Scope> {
+    use policy::limits::{Scope, ScopeDim};
+    let mut dims = Vec::new();
+    for (i, dim) in raw.iter().enumerate() {
+        let parsed = match dim.as_str() {
+            "key" => ScopeDim::Key,
+            "consumer" => ScopeDim::Consumer,
+            "tenant" => ScopeDim::Tenant,
+            "model" => ScopeDim::Model,
+            other => match other.strip_prefix("header:") {
+                Some(name) => ScopeDim::Header(name.to_string()),
+                None => {
+                    issue(format!("{path}[{i}]"), format!("must be key, consumer, tenant, model or header:<name>, got '{other}'"));
+                    return None;
+                }
+            },
+        };
+        dims.push(parsed);
+    }
+    match Scope::new(dims) {
+        Ok(scope) => Some(scope),
+        Err(error) => {
+            issue(path.to_string(), error.to_string());
+            None
+        }
+    }
+}
+
+fn failure_mode(raw: Option<&str>, path: &str, issue: &mut impl FnMut(String, String)) -> policy::limits::FailureMode {
+    match raw {
+        None => policy::limits::FailureMode::Closed,
+        Some(name) => policy::limits::FailureMode::from_name(name).unwrap_or_else(|| {
+            issue(path.to_string(), format!("must be open or closed, got '{name}'"));
+            policy::limits::FailureMode::Closed
+        }),
+    }
+}
+
+/// The price table: USD per million tokens by model name (or `prefix*`).
+fn parse_prices(prices: BTreeMap<String, RawPrice>, issue: &mut impl FnMut(String, String)) -> policy::limits::PriceTable {
+    let mut table = policy::limits::PriceTable::new();
+    for (model, price) in prices {
+        match policy::limits::ModelPrice::parse(&price.input, price.cached_input.as_deref(), &price.output) {
+            Ok(p) => table.insert(model, p),
+            Err(error) => issue(format!("prices.{model}"), format!("{error:?}: prices are decimal USD per million tokens, e.g. \"2.50\"")),
+        }
+    }
+    table
+}
+
+fn validate_quota(
+    rate_limits: Vec<RawRateLimit>,
+    budgets: Vec<RawBudget>,
+    table: policy::limits::PriceTable,
+    raw: RawQuota,
+    models: &BTreeMap<String, ModelRoute>,
+    issue: &mut impl FnMut(String, String),
+) -> Quota {
+    use policy::limits::{FailureMode, LimitSpec, Metric, Nanos, Window};
+    let mut groups: Vec<LimitGroup> = Vec::new();
+    let mut add = |scope: policy::limits::Scope, spec: LimitSpec, mode: FailureMode, webhook: Option<String>, path: &str, issue: &mut dyn FnMut(String, String)| {
+        let index = match groups.iter().position(|g| g.scope == scope) {
+            Some(i) => i,
+            None => {
+                groups.push(LimitGroup { scope, specs: Vec::new(), on_store_error: mode, webhooks: Vec::new() });
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[index];
+        if group.specs.iter().any(|s| s.key() == spec.key()) {
+            issue(path.to_string(), "another limit of this scope already counts this metric over this window".into());
+            return;
+        }
+        if mode == FailureMode::Closed {
+            group.on_store_error = FailureMode::Closed;
+        }
+        if let Some(url) = webhook {
+            if !group.webhooks.contains(&url) {
+                group.webhooks.push(url);
+            }
+        }
+        group.specs.push(spec);
+    };
+    let window = |name: &str, path: String, issue: &mut dyn FnMut(String, String)| {
+        Window::from_name(name).or_else(|| {
+            issue(path, format!("must be minute, hour, day or month, got '{name}'"));
+            None
+        })
+    };
+    for (i, limit) in rate_limits.into_iter().enumerate() {
+        let path = format!("rate_limits[{i}]");
+        let scope = parse_scope(&limit.scope, &format!("{path}.scope"), issue);
+        let metric = Metric::from_name(&limit.metric).filter(|m| *m != Metric::Cost);
+        if metric.is_none() {
+            issue(format!("{path}.metric"), format!("must be requests, input_tokens, output_tokens or total_tokens, got '{}' (money limits are budgets)", limit.metric));
+        }
+        let window = window(&limit.window, format!("{path}.window"), issue);
+        if limit.limit == 0 {
+            issue(format!("{path}.limit"), "must be at least 1".into());
+        }
+        let mode = failure_mode(limit.on_store_error.as_deref(), &format!("{path}.on_store_error"), issue);
+        if let (Some(scope), Some(metric), Some(window)) = (scope, metric, window) {
+            add(scope, LimitSpec::new(metric, window, limit.limit), mode, None, &path, issue);
+        }
+    }
+    let has_budgets = !budgets.is_empty();
+    for (i, budget) in budgets.into_iter().enumerate() {
+        let path = format!("budgets[{i}]");
+        let scope = parse_scope(&budget.scope, &format!("{path}.scope"), issue);
+        let window = window(&budget.window, format!("{path}.window"), issue);
+        let amount = match budget.usd.parse::<Nanos>() {
+            Ok(n) if n.0 > 0 => Some(n),
+            _ => {
+                issue(format!("{path}.usd"), format!("must be a positive decimal amount such as \"100.00\", got '{}'", budget.usd));
+                None
+            }
+        };
+        if budget.alerts.iter().any(|p| *p == 0 || *p > 1000) {
+            issue(format!("{path}.alerts"), "alert thresholds are percents between 1 and 1000".into());
+        }
+        if let Some(url) = &budget.webhook_url {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                issue(format!("{path}.webhook_url"), format!("must be an http(s) URL, got '{url}'"));
+            }
+        }
+        let mode = failure_mode(budget.on_store_error.as_deref(), &format!("{path}.on_store_error"), issue);
+        if let (Some(scope), Some(window), Some(amount)) = (scope, window, amount) {
+            let mut spec = LimitSpec::budget(window, amount).with_alerts(budget.alerts);
+            if !budget.hard {
+                spec = spec.soft();
+            }
+            add(scope, spec, mode, budget.webhook_url, &path, issue);
+        }
+    }
+    if has_budgets {
+        for (name, route) in models.iter().filter(|(_, r)| r.kind == ModelKind::Chat) {
+            if table.get(name).is_none() && table.get(&route.upstream_model).is_none() {
+                issue(format!("prices.{name}"), "budgets are configured, so every chat model needs a price".into());
+            }
+        }
+    }
+    let default_max_output_tokens = raw.default_max_output_tokens.unwrap_or(4096);
+    if default_max_output_tokens == 0 || default_max_output_tokens > 1_000_000 {
+        issue("quota.default_max_output_tokens".into(), "must be between 1 and 1000000".into());
+    }
+    let store_timeout_ms = raw.store_timeout_ms.unwrap_or(2_000);
+    if store_timeout_ms == 0 || store_timeout_ms > 30_000 {
+        issue("quota.store_timeout_ms".into(), "must be between 1 and 30000".into());
+    }
+    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms }
 }
 
 fn check_model_patterns(path: &str, patterns: &[String], models: &BTreeMap<String, ModelRoute>, issue: &mut impl FnMut(String, String)) {
@@ -547,6 +1366,7 @@ fn validate_consumers(
     guards: &BTreeMap<String, GuardProfile>,
     access: &mut BTreeMap<String, ModelAccess>,
     consumer_guards: &mut BTreeMap<String, String>,
+    consumer_tenants: &mut BTreeMap<String, String>,
     issue: &mut impl FnMut(String, String),
 ) -> KeyTable {
     let mut seen_ids = BTreeSet::new();
@@ -579,6 +1399,12 @@ fn validate_consumers(
                 issue(format!("{path}.guard"), format!("unknown guard profile '{guard}'"));
             }
             consumer_guards.insert(consumer.id.clone(), guard);
+        }
+        if let Some(tenant) = consumer.tenant {
+            if !valid_name(&tenant) {
+                issue(format!("{path}.tenant"), "tenant names use letters, digits, '-', '_' and '.'".into());
+            }
+            consumer_tenants.insert(consumer.id.clone(), tenant);
         }
         let allowed = consumer.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all);
         access.insert(consumer.id, allowed);
@@ -874,7 +1700,9 @@ mod tests {
 
     #[test]
     fn a_missing_field_is_named_by_its_full_path() {
-        let err = Config::parse(r#"{"providers": {"up": {"kind": "openai"}}, "models": {}}"#).unwrap_err();
+        let err = Config::parse(r#"{"providers": {"up": {"kind": "anthropic"}}, "models": {}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "providers.up.api_key_secret", "{err}");
+        let err = Config::parse(r#"{"providers": {"up": {"kind": "openai_compatible"}}, "models": {"m": {"provider": "up"}}, "auth": {"mode": "none"}}"#).unwrap_err();
         assert_eq!(err.0[0].path, "providers.up.base_url", "{err}");
         let err = Config::parse(r#"{"models": {}}"#).unwrap_err();
         assert_eq!(err.0[0].path, "providers");

@@ -50,11 +50,31 @@ pub enum GatewayError {
     UpstreamInvalidResponse { provider: String, detail: String },
     /// A stream broke off after the 200 was sent; reported to the client as an SSE error event.
     UpstreamStreamBroken { provider: String },
+    /// The provider reported an error inside a stream after the 200 (e.g. `overloaded_error`).
+    /// `kind` is the provider's error type, never its message.
+    UpstreamStreamFailed { provider: String, kind: String },
     /// A guardrail refused the request (`output: false`) or the model's response (`output: true`).
     /// `rule` names the rule, never the matched text.
     ContentBlocked { rule: String, output: bool },
     /// The moderation service configured to fail closed could not be asked.
     ModerationUnavailable,
+    /// A rate limit or budget refused the request. `headers` are OpenAI's `x-ratelimit-*`.
+    RateLimited {
+        metric: &'static str,
+        window: &'static str,
+        /// A money budget (OpenAI's `insufficient_quota`), not a rate limit.
+        budget: bool,
+        /// The request alone is larger than the limit: retrying cannot help.
+        too_large: bool,
+        retry_after_secs: Option<u64>,
+        headers: Vec<(String, String)>,
+    },
+    /// The counter store could not be asked and the limit fails closed.
+    QuotaUnavailable,
+    /// Routing found no target for the request. `residency`: data-residency rules allow none of
+    /// the model's targets (the request is never sent elsewhere); otherwise every allowed target
+    /// is unhealthy right now. `excluded` lists target ids with the reason, never secrets.
+    NoRouteTarget { model: String, residency: bool, excluded: String },
 }
 
 impl GatewayError {
@@ -66,12 +86,15 @@ impl GatewayError {
             UnsupportedContentType { .. } => 415,
             BodyTooLarge { .. } => 413,
             BodyRead { .. } | InvalidJson { .. } | InvalidRequest { .. } | UnsupportedOperation { .. } | ContentBlocked { .. } => 400,
-            ModerationUnavailable => 503,
+            ModerationUnavailable | QuotaUnavailable => 503,
+            RateLimited { .. } => 429,
+            NoRouteTarget { residency: true, .. } => 403,
+            NoRouteTarget { residency: false, .. } => 503,
             MissingCredential | InvalidCredential | InvalidToken { .. } => 401,
             JwksUnavailable => 503,
             ModelNotAllowed { .. } => 403,
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => 500,
-            UpstreamConnect { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => 502,
+            UpstreamConnect { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } | UpstreamStreamFailed { .. } => 502,
             UpstreamTimeout { .. } => 504,
             UpstreamStatus { status, .. } => match status {
                 400 | 404 | 409 | 413 | 422 => *status,
@@ -87,7 +110,14 @@ impl GatewayError {
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => ErrorSource::Gateway,
             JwksUnavailable => ErrorSource::Upstream,
             ModerationUnavailable => ErrorSource::Upstream,
-            UpstreamConnect { .. } | UpstreamTimeout { .. } | UpstreamInvalidResponse { .. } | UpstreamStreamBroken { .. } => {
+            QuotaUnavailable => ErrorSource::Gateway,
+            NoRouteTarget { residency: true, .. } => ErrorSource::Client,
+            NoRouteTarget { residency: false, .. } => ErrorSource::Upstream,
+            UpstreamConnect { .. }
+            | UpstreamTimeout { .. }
+            | UpstreamInvalidResponse { .. }
+            | UpstreamStreamBroken { .. }
+            | UpstreamStreamFailed { .. } => {
                 ErrorSource::Upstream
             }
             UpstreamStatus { status, .. } if !matches!(status, 400 | 404 | 409 | 413 | 422) => ErrorSource::Upstream,
@@ -131,9 +161,14 @@ impl GatewayError {
             UpstreamTimeout { .. } => "upstream_timeout",
             UpstreamStatus { .. } => "upstream_error",
             UpstreamInvalidResponse { .. } => "upstream_invalid_response",
-            UpstreamStreamBroken { .. } => "upstream_stream_error",
+            UpstreamStreamBroken { .. } | UpstreamStreamFailed { .. } => "upstream_stream_error",
             ContentBlocked { .. } => "content_blocked",
             ModerationUnavailable => "moderation_unavailable",
+            RateLimited { budget: true, .. } => "insufficient_quota",
+            RateLimited { .. } => "rate_limit_exceeded",
+            QuotaUnavailable => "quota_store_unavailable",
+            NoRouteTarget { residency: true, .. } => "residency_no_target",
+            NoRouteTarget { residency: false, .. } => "no_healthy_target",
         }
     }
 
@@ -145,12 +180,18 @@ impl GatewayError {
             ModelNotAllowed { .. } => "permission_error",
             NotFound { .. } | UnknownModel { .. } => "not_found_error",
             UpstreamStatus { status: 429, .. } => "rate_limit_error",
+            RateLimited { budget: false, .. } => "rate_limit_error",
+            RateLimited { budget: true, .. } => "insufficient_quota",
+            QuotaUnavailable => "api_error",
+            NoRouteTarget { residency: true, .. } => "permission_error",
+            NoRouteTarget { residency: false, .. } => "api_error",
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => "server_error",
             UpstreamConnect { .. }
             | UpstreamTimeout { .. }
             | UpstreamStatus { .. }
             | UpstreamInvalidResponse { .. }
             | UpstreamStreamBroken { .. }
+            | UpstreamStreamFailed { .. }
             | ModerationUnavailable => "api_error",
             _ => "invalid_request_error",
         }
@@ -204,9 +245,26 @@ impl GatewayError {
             UpstreamStreamBroken { provider } => {
                 format!("The provider '{provider}' stream broke off before it was complete.")
             }
+            UpstreamStreamFailed { provider, kind } => {
+                format!("The provider '{provider}' reported an error during the stream ({kind}).")
+            }
             ContentBlocked { rule, output: false } => format!("The request was blocked by the guardrail '{rule}'."),
             ContentBlocked { rule, output: true } => format!("The model's response was blocked by the guardrail '{rule}'."),
             ModerationUnavailable => "The moderation service could not be reached; the request was not sent.".into(),
+            RateLimited { budget: true, window, .. } => {
+                format!("The {window}ly budget for this key is exhausted; the request was not sent.")
+            }
+            RateLimited { too_large: true, metric, window, .. } => {
+                format!("This request alone exceeds the {metric} per {window} limit; reduce max_tokens or the prompt.")
+            }
+            RateLimited { metric, window, .. } => format!("Rate limit reached for {metric} per {window}; retry after the time in Retry-After."),
+            QuotaUnavailable => "The rate-limit store could not be reached; the request was not sent. Retry shortly.".into(),
+            NoRouteTarget { model, residency: true, excluded } => format!(
+                "No target of '{model}' is allowed by the data-residency rules for this request; it was not sent anywhere ({excluded})."
+            ),
+            NoRouteTarget { model, residency: false, excluded } => {
+                format!("Every allowed target of '{model}' is temporarily unavailable; retry shortly ({excluded}).")
+            }
         }
     }
 
@@ -235,9 +293,29 @@ impl GatewayError {
 
     /// The complete HTTP response for this error on an OpenAI-compatible route.
     pub fn to_response(&self) -> Response {
-        let mut response = Response::json(self.status(), &self.to_openai_body());
+        self.to_response_with(&self.to_openai_body())
+    }
+
+    /// The HTTP response for this error with `body` in the route's own error format (e.g.
+    /// Anthropic's on `/v1/messages`), with the same status and headers.
+    pub fn to_response_with(&self, body: &Value) -> Response {
+        let mut response = Response::json(self.status(), body);
         if let GatewayError::UpstreamStatus { retry_after: Some(after), .. } = self {
             response = response.with_header("retry-after", after.clone());
+        }
+        if let GatewayError::RateLimited { retry_after_secs, headers, .. } = self {
+            if let Some(secs) = retry_after_secs {
+                response = response.with_header("retry-after", secs.to_string());
+            }
+            for (name, value) in headers {
+                response = response.with_header(name, value.clone());
+            }
+        }
+        if matches!(self, GatewayError::NoRouteTarget { residency: false, .. }) {
+            response = response.with_header("retry-after", "5");
+        }
+        if matches!(self, GatewayError::QuotaUnavailable) {
+            response = response.with_header("retry-after", "1");
         }
         if let GatewayError::MethodNotAllowed { allowed, .. } = self {
             response = response.with_header("allow", *allowed);

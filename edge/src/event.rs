@@ -38,6 +38,15 @@ pub struct UsageEvent {
     /// The error label (see `GatewayError::label`) when the request failed.
     pub error: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// The provider's own usage numbers, unchanged, when the provider is not OpenAI-shaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_usage: Option<serde_json::Value>,
+    /// What the rate limits and budgets reserved and charged, when any applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::quota::QuotaSummary>,
+    /// Where a multi-target model's request went and why (target, region, reason, carbon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::gateway::RouteSummary>,
     /// Milliseconds from receiving the request to the response head.
     pub latency_ms: u64,
     /// Milliseconds from receiving the request to the end of the response body.

@@ -31,7 +31,8 @@ use crate::host::{Body, ByteStream, FetchError, Host, OutboundRequest, OutboundR
 use crate::http::{Request, Response};
 use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest, Usage};
 use crate::provider::{self, Dispatch, ProviderContext};
-use crate::stream::{openai_chunks, OutputGuard, StreamEnd, StreamPlan};
+use crate::provider::{ResponseContext, Translated};
+use crate::stream::{translate_stream, ClientFormat, OutputGuard, StreamEnd, StreamPlan};
 
 /// The KV key that holds a configuration document overriding the shipped one.
 pub const CONFIG_KV_KEY: &str = "config";
@@ -44,6 +45,8 @@ const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     ChatCompletions,
+    /// Anthropic's Messages API, translated to and from the gateway's chat pipeline.
+    Messages,
     Embeddings,
     ListModels,
     GetModel(String),
@@ -53,6 +56,7 @@ impl Route {
     fn operation(&self) -> &'static str {
         match self {
             Route::ChatCompletions => "chat.completions",
+            Route::Messages => "messages",
             Route::Embeddings => "embeddings",
             Route::ListModels | Route::GetModel(_) => "models",
         }
@@ -60,7 +64,7 @@ impl Route {
 
     fn allowed_method(&self) -> &'static str {
         match self {
-            Route::ChatCompletions | Route::Embeddings => "POST",
+            Route::ChatCompletions | Route::Messages | Route::Embeddings => "POST",
             Route::ListModels | Route::GetModel(_) => "GET",
         }
     }
@@ -69,6 +73,7 @@ impl Route {
         let path = path.trim_end_matches('/');
         match path {
             "/v1/chat/completions" => Some(Route::ChatCompletions),
+            "/v1/messages" => Some(Route::Messages),
             "/v1/embeddings" => Some(Route::Embeddings),
             "/v1/models" => Some(Route::ListModels),
             _ => path
@@ -95,6 +100,8 @@ pub struct Gateway {
     guards: RefCell<Option<(GuardNeeds, Rc<Guards>)>>,
     /// Keys fetched from the configured JWKS URL, per isolate.
     jwks: RefCell<Option<JwksCache>>,
+    /// Observed health and latency of routing targets, per isolate.
+    health: RefCell<policy::route::HealthView>,
 }
 
 /// A fetched JWKS document's keys and when they were fetched (and last tried).
@@ -115,6 +122,8 @@ pub struct Caller {
     pub consumer: Option<String>,
     pub tenant: Option<String>,
     pub tier: Option<String>,
+    /// An identifier of the credential (never the credential): a digest prefix of an API key.
+    pub key_id: Option<String>,
     via_jwt: bool,
 }
 
@@ -145,6 +154,10 @@ struct Trace {
     country: Option<String>,
     colo: Option<String>,
     usage: Option<Usage>,
+    /// The provider's own usage object, when a translating provider reported one.
+    provider_usage: Option<Value>,
+    quota: Option<crate::quota::QuotaSummary>,
+    route: Option<RouteSummary>,
     guard: Option<GuardSummary>,
     /// Milliseconds to the upstream's response head, once known.
     latency_ms: Option<u64>,
@@ -166,6 +179,15 @@ impl Trace {
             outcome,
             error,
             usage: self.usage,
+            provider_usage: self.provider_usage.clone(),
+            quota: self.quota.clone(),
+            route: self.route.clone().map(|mut route| {
+                if let Some(usage) = &self.usage {
+                    let table = policy::route::CarbonTable::shipped();
+                    route.gco2e = Some(table.gco2e(usage.input_tokens, usage.output_tokens, route.params_b, &route.provider, &route.region));
+                }
+                route
+            }),
             latency_ms: self.latency_ms.unwrap_or(duration_ms),
             duration_ms,
             country: self.country.clone(),
@@ -197,11 +219,15 @@ impl Gateway {
             country: request.facts.country.clone(),
             colo: request.facts.colo.clone(),
             usage: None,
+            provider_usage: None,
+            quota: None,
+            route: None,
             guard: None,
             latency_ms: None,
         };
         let origin = request.header("origin").map(str::to_string);
         let preflight = request.method == "OPTIONS";
+        let anthropic_api = Route::from_path(&request.path) == Some(Route::Messages);
         let result = if preflight {
             self.preflight(&request, host).await
         } else {
@@ -214,7 +240,11 @@ impl Gateway {
                 if !preflight {
                     host.emit(&trace.event(error.status(), Outcome::Failed, Some(error.label()), elapsed));
                 }
-                error.to_response()
+                if anthropic_api {
+                    error.to_response_with(&crate::messages::anthropic_error_body(&error))
+                } else {
+                    error.to_response()
+                }
             }
         };
         response.headers.push(("x-request-id".into(), trace.request_id));
@@ -277,9 +307,17 @@ impl Gateway {
                 Ok(response)
             }
             Route::ChatCompletions => {
+                let (headers, facts) = (request.headers.clone(), request.facts.clone());
                 let body = read_json_body(request, config.limits.max_body_bytes).await?;
                 let chat: ChatRequest = parse_request(&body)?;
-                self.chat(&config, &caller, chat, host, trace).await
+                self.chat(&config, &caller, chat, Inbound { headers: &headers, facts: &facts, client: ClientApi::OpenAi }, host, trace).await
+            }
+            Route::Messages => {
+                let (headers, facts) = (request.headers.clone(), request.facts.clone());
+                let body = read_json_body(request, config.limits.max_body_bytes).await?;
+                let (chat, meta) = crate::messages::parse_messages_request(&body)?;
+                let inbound = Inbound { headers: &headers, facts: &facts, client: ClientApi::Anthropic(meta) };
+                self.chat(&config, &caller, chat, inbound, host, trace).await
             }
             Route::Embeddings => {
                 let body = read_json_body(request, config.limits.max_body_bytes).await?;
@@ -324,7 +362,12 @@ impl Gateway {
         }
         match config.keys.authenticate(presented) {
             Ok(policy::AuthDecision::Anonymous) => Ok(Caller::default()),
-            Ok(policy::AuthDecision::Consumer(id)) => Ok(Caller { consumer: Some(id), ..Caller::default() }),
+            Ok(policy::AuthDecision::Consumer(id)) => Ok(Caller {
+                tenant: config.consumer_tenants.get(&id).cloned(),
+                key_id: presented.map(|k| format!("sha256:{}", &hex::encode(policy::auth::key_digest(k))[..16])),
+                consumer: Some(id),
+                ..Caller::default()
+            }),
             Err(policy::AuthError::MissingCredential) => Err(GatewayError::MissingCredential),
             Err(policy::AuthError::InvalidCredential) => Err(GatewayError::InvalidCredential),
         }
@@ -380,7 +423,7 @@ impl Gateway {
             }
         }
         match verdict {
-            Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, via_jwt: true }),
+            Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, key_id: None, via_jwt: true }),
             Err(error) => Err(GatewayError::InvalidToken { reason: error.code() }),
         }
     }
@@ -464,10 +507,18 @@ impl Gateway {
         config: &Config,
         caller: &Caller,
         mut request: ChatRequest,
+        inbound: Inbound<'_>,
         host: &H,
         trace: &mut Trace,
     ) -> Result<Response, GatewayError> {
+        let Inbound { headers, facts, client } = inbound;
         let (route, provider) = resolve(config, caller, &request.model, ModelKind::Chat, "chat completions", trace)?;
+        if let ClientApi::Anthropic(meta) = &client {
+            // Anthropic's top_k has no OpenAI equivalent: pass it only to providers that have one.
+            if let (Some(k), false) = (meta.top_k, matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) | ProviderConfig::Mock)) {
+                request.rest.insert("top_k".into(), k.into());
+            }
+        }
         let stream = request.is_stream();
         trace.stream = stream;
         let strip_usage = !request.wants_stream_usage();
@@ -482,11 +533,37 @@ impl Gateway {
                 checked?;
             }
         }
-        let (upstream, deadline) =
-            call_provider(config, route, host, trace, |ctx| provider::chat(provider, route, request, ctx)).await?;
+        let reservation = admit(config, caller, route, provider, &request, headers, host, trace).await?;
+        let called = match config.routes.get(&route.name) {
+            Some(spec) => self.routed_call(config, caller, route, spec, &request, headers, facts, host, trace).await,
+            None => call_provider(config, route, host, trace, |ctx| provider::chat(provider, route, request, ctx))
+                .await
+                .map(|(upstream, deadline)| (route.clone(), provider, upstream, deadline, None)),
+        };
+        let (chosen, provider, upstream, deadline, route_header) = match called {
+            Ok(called) => called,
+            Err(error) => {
+                crate::quota::release(&reservation, host).await;
+                return Err(error);
+            }
+        };
+        let route = &chosen;
+        let mut rate_headers: Vec<(String, String)> =
+            reservation.headers(host.now_ms()).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        if let Some(value) = route_header {
+            rate_headers.push(("x-gateway-route".into(), value));
+            if let Some(summary) = &trace.route {
+                rate_headers.push(("x-gateway-target".into(), summary.target.clone()));
+                rate_headers.push(("x-gateway-region".into(), summary.region.clone()));
+            }
+        }
 
-        let is_sse = upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
-        if stream && is_sse {
+        let response_ctx = response_context(host, trace, route);
+        let decoder = provider::stream_decoder(provider, &response_ctx);
+        // A translating provider streams in its own format (SSE, AWS event-stream); an
+        // OpenAI-compatible one must answer a streamed request with SSE to be streamed on.
+        let streams = decoder.is_some() || upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
+        if stream && streams {
             let body = match upstream.body {
                 Body::Stream(s) => s,
                 Body::Bytes(b) => Box::pin(futures::stream::iter([Ok(b)])) as ByteStream,
@@ -496,18 +573,33 @@ impl Gateway {
                 provider: route.provider.clone(),
                 strip_usage,
                 idle_timeout_ms: config.limits.stream_idle_timeout_ms,
+                decoder,
+                client: match &client {
+                    ClientApi::OpenAi => ClientFormat::OpenAi,
+                    ClientApi::Anthropic(meta) => ClientFormat::Other(Box::new(AnthropicEvents(
+                        crate::messages::AnthropicEventEncoder::new(&meta.model, &response_ctx.id.replace("chatcmpl-", "msg_")),
+                    ))),
+                },
             };
             let mut finished_trace = trace.clone();
             let event_host = host.clone();
-            let body = openai_chunks(body, host.clone(), plan, guard.map(OutputGuard::new), move |end: StreamEnd| {
+            let body = translate_stream(body, host.clone(), plan, guard.map(OutputGuard::new), move |end: StreamEnd| {
                 let duration = event_host.now_ms().saturating_sub(finished_trace.started_ms);
                 finished_trace.usage = end.usage;
+                finished_trace.provider_usage = end.raw_usage;
                 if end.guard.is_some() {
                     finished_trace.guard = end.guard;
                 }
+                // Charge what the provider reported; a stream cut short without usage is charged
+                // its reservation (the tokens were generated whether or not they were read).
+                let cost = end.usage.as_ref().and_then(|u| reservation.cost(u));
+                if !reservation.is_empty() {
+                    finished_trace.quota = Some(reservation.summary(cost));
+                }
                 event_host.emit(&finished_trace.event(200, end.outcome, end.error, duration));
+                event_host.wait_until(crate::quota::settle(reservation, end.usage, event_host.clone()));
             });
-            let response = Response {
+            let mut response = Response {
                 status: 200,
                 headers: vec![
                     ("content-type".into(), "text/event-stream; charset=utf-8".into()),
@@ -515,9 +607,42 @@ impl Gateway {
                 ],
                 body: Body::Stream(body),
             };
+            response.headers.extend(rate_headers);
             return Ok(tag(response, route));
         }
-        self.whole_response(host, &route.provider, upstream, deadline, trace, guard.as_mut()).await.map(|r| tag(r, route))
+        let answered = async {
+            let bytes = self.upstream_body(host, &route.provider, upstream, deadline, trace).await?;
+            match provider::chat_response(provider, &bytes, &response_ctx) {
+                Some(translated) => Ok((translated?, None)),
+                None => Ok((openai_body(&route.provider, &bytes)?, Some(bytes))),
+            }
+        };
+        let (translated, forward) = match answered.await {
+            Ok(answer) => answer,
+            Err(error) => {
+                crate::quota::release(&reservation, host).await;
+                return Err(error);
+            }
+        };
+        if !reservation.is_empty() {
+            trace.quota = Some(reservation.summary(translated.usage.as_ref().and_then(|u| reservation.cost(u))));
+        }
+        let usage = translated.usage;
+        let response = match &client {
+            ClientApi::OpenAi => self.whole_response(host, translated, forward, trace, guard.as_mut()),
+            ClientApi::Anthropic(meta) => {
+                let mut translated = translated;
+                translated.body = self.guarded_completion(translated.body, trace, guard.as_mut())?;
+                let message = crate::messages::to_anthropic_message(&translated.body, &meta.model, usage);
+                let translated = Translated { body: message, ..translated };
+                self.whole_response(host, translated, None, trace, None)
+            }
+        };
+        host.wait_until(crate::quota::settle(reservation, usage, host.clone()));
+        response.map(|mut r| {
+            r.headers.extend(rate_headers);
+            tag(r, route)
+        })
     }
 
     async fn embeddings<H: Host>(
@@ -529,49 +654,362 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<Response, GatewayError> {
         let (route, provider) = resolve(config, caller, &request.model, ModelKind::Embeddings, "embeddings", trace)?;
+        let response_ctx = response_context(host, trace, route);
         let (upstream, deadline) =
-            call_provider(config, route, host, trace, |ctx| provider::embeddings(provider, route, request, ctx)).await?;
-        self.whole_response(host, &route.provider, upstream, deadline, trace, None).await.map(|r| tag(r, route))
+            call_provider(config, route, host, trace, |ctx| provider::embeddings(provider, route, request.clone(), ctx)).await?;
+        let bytes = self.upstream_body(host, &route.provider, upstream, deadline, trace).await?;
+        let (translated, forward) = match provider::embeddings_response(provider, &request, &bytes, &response_ctx) {
+            Some(translated) => (translated?, None),
+            None => (openai_body(&route.provider, &bytes)?, Some(bytes)),
+        };
+        self.whole_response(host, translated, forward, trace, None).map(|r| tag(r, route))
     }
 
-    /// Read a successful non-streamed upstream body, record its usage, forward it unchanged.
-    async fn whole_response<H: Host>(
+    /// Read a successful non-streamed upstream body within the deadline.
+    async fn upstream_body<H: Host>(
         &self,
         host: &H,
         provider: &str,
         upstream: OutboundResponse,
         deadline: u64,
+        trace: &Trace,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let remaining = deadline.saturating_sub(host.now_ms()).max(1);
+        match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_BODY)).await {
+            None => Err(GatewayError::UpstreamTimeout { provider: provider.into(), after_ms: deadline - trace.started_ms }),
+            Some(Err(BodyReadError::TooLarge)) => {
+                Err(GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "body too large".into() })
+            }
+            Some(Err(BodyReadError::Broken(_))) => Err(GatewayError::UpstreamStreamBroken { provider: provider.into() }),
+            Some(Ok(bytes)) => Ok(bytes),
+        }
+    }
+
+    /// Plan the route of a multi-target model (residency first, then health, conditions,
+    /// canary and the strategy) and try its targets in order, falling back on the failures the
+    /// route names. Nothing is retried once a response head has been accepted, so a stream never
+    /// falls back after its first byte reached the client.
+    #[allow(clippy::too_many_arguments)]
+    async fn routed_call<'c, H: Host>(
+        &self,
+        config: &'c Config,
+        caller: &Caller,
+        route: &ModelRoute,
+        spec: &'c policy::route::RouteSpec,
+        request: &ChatRequest,
+        headers: &[(String, String)],
+        facts: &crate::host::RequestFacts,
+        host: &H,
+        trace: &mut Trace,
+    ) -> Result<(ModelRoute, &'c ProviderConfig, OutboundResponse, u64, Option<String>), GatewayError> {
+        use policy::route::{backoff_ms, exceeds_cap, should_fall_back, RouteError};
+        let route_facts = route_facts(config, caller, request, headers, facts);
+        let spec = policy::route::resolve_route(spec, &route_facts, &config.routes).map_err(|e| route_error(&route.name, e))?;
+        let now = host.now_ms();
+        let plan = {
+            let health = self.health.borrow();
+            policy::route::plan(spec, &route_facts, &health, now, host.random_u64())
+        }
+        .map_err(|e| route_error(&route.name, e))?;
+        let mut fallbacks: Vec<String> = Vec::new();
+        let mut last_error = None;
+        for (n, attempt) in plan.attempts.iter().enumerate() {
+            let target = &spec.targets[attempt.index];
+            if attempt.probe {
+                self.health.borrow_mut().entry(&target.id).record_probe(host.now_ms());
+            }
+            let target_route = ModelRoute {
+                name: route.name.clone(),
+                provider: target.provider.clone(),
+                upstream_model: target.model.clone(),
+                kind: route.kind,
+                guard: route.guard.clone(),
+            };
+            let provider = config.providers.get(&target.provider).expect("validated: every target names a configured provider");
+            trace.provider = Some(target.provider.clone());
+            trace.upstream_model = Some(target.model.clone());
+            let started = host.now_ms();
+            let result = call_provider(config, &target_route, host, trace, |ctx| provider::chat(provider, &target_route, request.clone(), ctx)).await;
+            let failure = match result {
+                Ok((upstream, deadline)) => {
+                    self.health.borrow_mut().entry(&target.id).record_success(host.now_ms().saturating_sub(started), host.now_ms());
+                    let header = if n == 0 {
+                        plan.header_value()
+                    } else {
+                        // The plan's first choice failed: say where the request went and why.
+                        let mut parts = vec![format!("target={}", target.id), format!("region={}", target.region)];
+                        parts.push(format!("reason={}", fallbacks.join(",")));
+                        if !plan.excluded.is_empty() {
+                            let list: Vec<String> = plan.excluded.iter().map(|(id, r)| format!("{id}:{}", r.short())).collect();
+                            parts.push(format!("excluded={}", list.join(",")));
+                        }
+                        parts.join("; ")
+                    };
+                    trace.route = Some(RouteSummary {
+                        target: target.id.clone(),
+                        region: target.region.clone(),
+                        jurisdiction: target.jurisdiction.clone(),
+                        reason: if n == 0 { attempt.reason.to_string() } else { fallbacks.join(", ") },
+                        variant: plan.variant.clone(),
+                        excluded: plan.excluded.iter().map(|(id, r)| format!("{id}:{}", r.short())).collect(),
+                        attempts: n as u32 + 1,
+                        estimated_gco2e: plan.estimates.iter().find(|e| e.index == attempt.index).map(|e| e.gco2e),
+                        default_gco2e: plan.default_gco2e,
+                        params_b: target.params_b,
+                        provider: target.provider.clone(),
+                        gco2e: None,
+                    });
+                    return Ok((target_route, provider, upstream, deadline, Some(header)));
+                }
+                Err(error) => error,
+            };
+            let Some(kind) = failure_kind(&failure) else { return Err(failure) };
+            self.health.borrow_mut().entry(&target.id).record_failure(kind, host.now_ms());
+            let retry_after = match kind {
+                policy::route::FailureKind::RateLimited { retry_after_ms } => retry_after_ms,
+                _ => None,
+            };
+            let status = match &failure {
+                GatewayError::UpstreamStatus { status, .. } => status.to_string(),
+                other => other.label().to_string(),
+            };
+            fallbacks.push(format!("fallback({status}@{})", target.id));
+            let Some(next) = plan.attempts.get(n + 1) else {
+                last_error = Some(failure);
+                break;
+            };
+            if !should_fall_back(spec, kind) {
+                return Err(failure);
+            }
+            // Retrying the same target waits (with jitter, never less than its Retry-After);
+            // moving to another target does not.
+            if next.index == attempt.index {
+                if exceeds_cap(spec, retry_after) {
+                    return Err(failure);
+                }
+                let wait = backoff_ms(n as u32, spec, retry_after, host.random_u64());
+                host.sleep(wait).await;
+            }
+            last_error = Some(failure);
+        }
+        Err(last_error.unwrap_or_else(|| route_error(&route.name, RouteError::EmptyRoute { route: route.name.clone() })))
+    }
+
+    /// Guard a whole completion's output (before it is rendered in another API's format).
+    fn guarded_completion(&self, mut value: Value, trace: &mut Trace, guard: Option<&mut RequestGuard>) -> Result<Value, GatewayError> {
+        if let Some(guard) = guard {
+            let checked = guard.guard_completion(&mut value);
+            trace.guard = Some(guard.summary());
+            checked?;
+        }
+        Ok(value)
+    }
+
+    /// Record the usage of a whole (translated) response, guard its output, and answer.
+    /// `forward` is the upstream's own OpenAI-format body, sent byte for byte unless a guard
+    /// changed it.
+    fn whole_response<H: Host>(
+        &self,
+        host: &H,
+        translated: Translated,
+        forward: Option<Vec<u8>>,
         trace: &mut Trace,
         guard: Option<&mut RequestGuard>,
     ) -> Result<Response, GatewayError> {
-        let remaining = deadline.saturating_sub(host.now_ms()).max(1);
-        let bytes = match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_BODY)).await {
-            None => return Err(GatewayError::UpstreamTimeout { provider: provider.into(), after_ms: deadline - trace.started_ms }),
-            Some(Err(BodyReadError::TooLarge)) => {
-                return Err(GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "body too large".into() })
-            }
-            Some(Err(BodyReadError::Broken(_))) => {
-                return Err(GatewayError::UpstreamStreamBroken { provider: provider.into() })
-            }
-            Some(Ok(bytes)) => bytes,
-        };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| GatewayError::UpstreamInvalidResponse {
-            provider: provider.into(),
-            detail: "the body is not JSON".into(),
-        })?;
-        trace.usage = value.get("usage").and_then(Usage::from_openai);
-        let mut bytes = bytes;
+        trace.usage = translated.usage;
+        trace.provider_usage = translated.raw_usage;
+        let mut value = translated.body;
+        let mut modified = forward.is_none();
         if let Some(guard) = guard {
-            let mut value = value;
             let checked = guard.guard_completion(&mut value);
             trace.guard = Some(guard.summary());
-            if checked? {
-                bytes = serde_json::to_vec(&value).unwrap_or(bytes);
-            }
+            modified |= checked?;
         }
         let duration = host.now_ms().saturating_sub(trace.started_ms);
         host.emit(&trace.event(200, Outcome::Completed, None, duration));
-        Ok(Response::json_bytes(200, bytes))
+        match forward {
+            Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),
+            _ => Ok(Response::json(200, &value)),
+        }
+    }
+}
+
+/// What the chat stage needs of the inbound request besides its body.
+struct Inbound<'a> {
+    headers: &'a [(String, String)],
+    facts: &'a crate::host::RequestFacts,
+    client: ClientApi,
+}
+
+/// How one routed request went, for the usage event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RouteSummary {
+    pub target: String,
+    pub region: String,
+    pub jurisdiction: String,
+    /// Why this target: the planner's reason, or the fallbacks that led to it.
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
+    pub attempts: u32,
+    /// The planner's estimate before the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_gco2e: Option<f64>,
+    /// The estimate for the route's default target (the first in its order).
+    pub default_gco2e: f64,
+    /// Estimated gCO2e of this request from its reported usage (energy per token by model size,
+    /// the region's grid intensity; see docs/routing.md for the sources and the uncertainty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gco2e: Option<f64>,
+    #[serde(skip)]
+    pub params_b: u32,
+    #[serde(skip)]
+    pub provider: String,
+}
+
+/// What the planner knows of a request: location, residency, caller and size.
+fn route_facts(
+    config: &Config,
+    caller: &Caller,
+    request: &ChatRequest,
+    headers: &[(String, String)],
+    facts: &crate::host::RequestFacts,
+) -> policy::route::RequestFacts {
+    use std::collections::BTreeSet;
+    let mut allowed: Option<BTreeSet<String>> = None;
+    let mut restrict = |set: &BTreeSet<String>| {
+        allowed = Some(match allowed.take() {
+            None => set.clone(),
+            Some(current) => current.intersection(set).cloned().collect(),
+        });
+    };
+    if let Some(residency) = caller.tenant.as_ref().and_then(|t| config.tenants.get(t)).and_then(|t| t.residency.as_ref()) {
+        restrict(residency);
+    }
+    if let (Some(eu), Some(true)) = (&config.residency.eu_visitors, facts.is_eu_country) {
+        restrict(eu);
+    }
+    if let Some(name) = &config.residency.trusted_header {
+        if let Some(value) = crate::http::find_header(headers, name) {
+            let set: BTreeSet<String> = value.split(',').map(|j| j.trim().to_ascii_lowercase()).filter(|j| !j.is_empty()).collect();
+            restrict(&set);
+        }
+    }
+    let (input_tokens, _) = crate::tokenize::chat_input_tokens(request, false);
+    policy::route::RequestFacts {
+        country: facts.country.clone(),
+        continent: facts.continent.clone(),
+        coordinates: facts.coordinates,
+        colo: facts.colo.clone(),
+        allowed_jurisdictions: allowed,
+        consumer: caller.consumer.clone(),
+        tier: caller.tier.clone(),
+        metadata: Default::default(),
+        headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+        request: policy::route::RequestShape {
+            input_tokens,
+            max_tokens: request.max_output_tokens(),
+            stream: request.is_stream(),
+            expected_output_tokens: None,
+        },
+    }
+}
+
+fn route_error(model: &str, error: policy::route::RouteError) -> GatewayError {
+    use policy::route::RouteError;
+    let list = |excluded: &[(String, policy::route::ExclusionReason)]| {
+        excluded.iter().map(|(id, r)| format!("{id}: {}", r.short())).collect::<Vec<_>>().join(", ")
+    };
+    match error {
+        RouteError::NoAllowedTarget { excluded, .. } => GatewayError::NoRouteTarget { model: model.into(), residency: true, excluded: list(&excluded) },
+        RouteError::AllUnhealthy { excluded, .. } => GatewayError::NoRouteTarget { model: model.into(), residency: false, excluded: list(&excluded) },
+        other => GatewayError::ConfigInvalid { errors: vec![other.to_string()] },
+    }
+}
+
+/// The routing view of a failed call: which failures may move on to another target.
+fn failure_kind(error: &GatewayError) -> Option<policy::route::FailureKind> {
+    use policy::route::FailureKind;
+    match error {
+        GatewayError::UpstreamConnect { .. } => Some(FailureKind::Connect),
+        GatewayError::UpstreamTimeout { .. } => Some(FailureKind::Timeout),
+        GatewayError::UpstreamStatus { status: 429, retry_after, .. } => Some(FailureKind::RateLimited {
+            retry_after_ms: retry_after.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).map(|s| s.saturating_mul(1000)),
+        }),
+        GatewayError::UpstreamStatus { status, .. } if *status >= 500 || matches!(status, 401 | 403) => {
+            Some(FailureKind::ServerError { status: if *status >= 500 { *status } else { 502 } })
+        }
+        _ => None,
+    }
+}
+
+/// The API the client speaks on this request.
+enum ClientApi {
+    OpenAi,
+    Anthropic(crate::messages::MessagesMeta),
+}
+
+/// Anthropic stream events for the client, from the pipeline's OpenAI chunks.
+struct AnthropicEvents(crate::messages::AnthropicEventEncoder);
+
+impl crate::stream::ClientEncoder for AnthropicEvents {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        self.0.push(chunk, out);
+    }
+
+    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+        self.0.finish(usage, out);
+    }
+
+    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(error, out);
+    }
+}
+
+/// Reserve the request's estimated usage against every rate limit and budget that applies.
+#[allow(clippy::too_many_arguments)]
+async fn admit<H: Host>(
+    config: &Config,
+    caller: &Caller,
+    route: &ModelRoute,
+    provider: &ProviderConfig,
+    request: &ChatRequest,
+    headers: &[(String, String)],
+    host: &H,
+    trace: &Trace,
+) -> Result<crate::quota::Reservation, GatewayError> {
+    if config.quota.groups.is_empty() {
+        return Ok(crate::quota::Reservation::default());
+    }
+    let openai_family = matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_));
+    let (input_tokens, _) = crate::tokenize::chat_input_tokens(request, openai_family);
+    let header_refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let facts = crate::quota::QuotaFacts {
+        key_id: caller.key_id.as_deref(),
+        consumer: caller.consumer.as_deref(),
+        tenant: caller.tenant.as_deref(),
+        headers: &header_refs,
+    };
+    let output = request.max_output_tokens().map(|m| m.saturating_mul(request.choices()));
+    crate::quota::admit(config, route, &facts, input_tokens, output, &trace.request_id, host).await
+}
+
+/// A whole OpenAI-format body as the gateway forwards it.
+fn openai_body(provider: &str, bytes: &[u8]) -> Result<Translated, GatewayError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|_| GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "the body is not JSON".into() })?;
+    let usage = body.get("usage").and_then(Usage::from_openai);
+    Ok(Translated { body, usage, raw_usage: None })
+}
+
+/// What the response translators need to build OpenAI objects for this request.
+fn response_context<H: Host>(host: &H, trace: &Trace, route: &ModelRoute) -> ResponseContext {
+    ResponseContext {
+        id: format!("chatcmpl-{}", trace.request_id.trim_start_matches("req_")),
+        created: host.now_ms() / 1000,
+        model: route.upstream_model.clone(),
     }
 }
 
@@ -600,9 +1038,10 @@ async fn call_provider<H: Host>(
     let ctx = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
     let dispatch = build(&ctx)?;
     let timeout_ms = config.timeout_for(&route.provider);
-    let deadline = trace.started_ms + timeout_ms;
+    let deadline = host.now_ms() + timeout_ms;
     let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
-    let upstream = check_status(host, &route.provider, upstream, deadline).await?;
+    let kind = config.providers.get(&route.provider).expect("validated: every model names a configured provider");
+    let upstream = check_status(host, &route.provider, kind, upstream, deadline).await?;
     trace.latency_ms = Some(host.now_ms().saturating_sub(trace.started_ms));
     Ok((upstream, deadline))
 }
@@ -781,6 +1220,7 @@ async fn send<H: Host>(host: &H, provider: &str, dispatch: Dispatch, timeout_ms:
 async fn check_status<H: Host>(
     host: &H,
     provider: &str,
+    kind: &ProviderConfig,
     upstream: OutboundResponse,
     deadline: u64,
 ) -> Result<OutboundResponse, GatewayError> {
@@ -793,9 +1233,13 @@ async fn check_status<H: Host>(
     let body = if forwardable {
         let remaining = deadline.saturating_sub(host.now_ms()).max(1);
         match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_ERROR_BODY)).await {
-            Some(Ok(bytes)) => serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .filter(|v| v.get("error").is_some_and(Value::is_object)),
+            Some(Ok(bytes)) => match kind {
+                // An OpenAI-compatible error body is already in the client's format.
+                ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) => serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .filter(|v| v.get("error").is_some_and(Value::is_object)),
+                _ => provider::error_body(kind, status, &bytes).map(|e| e.to_openai()),
+            },
             _ => None,
         }
     } else {

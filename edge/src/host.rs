@@ -15,12 +15,18 @@
 //! | `kv_get`   | Workers KV: eventually consistent (~60 s) | immediate                |
 //! | `fetch`    | `fetch()` subrequest, streamed body       | scripted upstreams       |
 //! | `sleep`    | `setTimeout`                              | resolves at once (virtual time) |
+//! | `counter`  | one Durable Object per subject: strongly consistent, one op at a time, durable | a map applied atomically |
+//! | `wait_until` | `ctx.waitUntil`: runs after the response, bounded by the platform | queued until `run_background` |
+//!
+//! Spin has no strongly consistent store in its SDK: its `counter` always fails (see
+//! docs/spin.md), so each limit's configured failure mode decides.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
 use futures::Stream;
+use policy::limits::{CounterOp, CounterReply};
 
 /// A chunk of a streamed body, or why the stream broke.
 pub type BodyChunk = Result<Vec<u8>, BodyError>;
@@ -141,4 +147,38 @@ pub trait Host: Clone + 'static {
 
     /// Record one finished request (a structured log line on Workers).
     fn emit(&self, event: &crate::event::UsageEvent);
+
+    /// Apply one operation to the counters of `subject` (a resolved limit scope, e.g.
+    /// `consumer:web`) and return the store's answer.
+    ///
+    /// Guarantees the core relies on (see `policy::limits::counter`, "The invariant"):
+    /// - **one at a time**: the operations of one subject are applied serially, each to the state
+    ///   the previous one left, with the store's own clock (time is not part of the op);
+    /// - **strongly consistent**: every caller, in every location and isolate, sees the same
+    ///   counters; there is no per-instance copy (a per-instance limiter lets through
+    ///   limit x instances);
+    /// - **durable before the reply**: a reply means the new state was persisted, so it survives
+    ///   a restart of the store (on Workers: a Durable Object per subject, written to its
+    ///   storage before it answers).
+    ///
+    /// Different subjects are independent (one object each, never one global object), so the core
+    /// must not assume any ordering between them.
+    ///
+    /// `jurisdiction` (e.g. `"eu"`) pins the subject's state to that jurisdiction where the
+    /// platform supports it; the same subject under another (or no) jurisdiction is a different
+    /// counter. An error means the store could not answer (unreachable, overloaded, unsupported on
+    /// this platform, unknown jurisdiction): whether the op took effect is unknown, which the ops'
+    /// idempotency by reservation id makes safe to retry. The limit's `FailureMode` decides what
+    /// the request gets.
+    async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError>;
+
+    /// Run `task` in the background, after the response has been handed to the platform: work the
+    /// client must not wait for but that must not be lost, e.g. settling a stream's usage once its
+    /// last chunk was sent, or sending an alert webhook.
+    ///
+    /// The platform keeps the request alive until `task` finishes (on Workers
+    /// `ctx.waitUntil`, bounded by the platform's limit of about 30 s after the response;
+    /// on Spin a task spawned on the request's component-model task). `task` must handle its own
+    /// errors: nothing observes its outcome. It is not cancelled when the client disconnects.
+    fn wait_until(&self, task: impl Future<Output = ()> + 'static);
 }

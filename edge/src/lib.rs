@@ -12,11 +12,14 @@ pub mod gateway;
 pub mod guard;
 pub mod host;
 pub mod http;
+pub mod messages;
 pub mod openai;
 pub mod provider;
+pub mod quota;
 pub mod sse;
 pub mod stream;
 pub mod testing;
+pub mod tokenize;
 
 pub use config::Config;
 pub use error::GatewayError;

@@ -216,14 +216,18 @@ pub fn parse_request<T: ApiRequest>(body: &[u8]) -> Result<T, GatewayError> {
 
 /// Token usage as the provider reported it, normalised.
 ///
-/// `input_tokens` counts every prompt token including cached reads (OpenAI's `prompt_tokens`);
-/// `cached_input_tokens` is the part of it read from the provider's cache.
+/// `input_tokens` counts every prompt token including cached reads and cache writes (OpenAI's
+/// `prompt_tokens`); `cached_input_tokens` is the part read from the provider's cache and
+/// `cache_write_tokens` the part written to it. Anthropic and Bedrock report input without the
+/// cache parts: translators add them so nothing is counted twice or missed.
+/// `output_tokens` includes `reasoning_tokens`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub total_tokens: u64,
     pub cached_input_tokens: u64,
+    pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
 }
 
@@ -239,7 +243,33 @@ impl Usage {
             output_tokens: output,
             total_tokens: object.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output),
             cached_input_tokens: get(usage.pointer("/prompt_tokens_details/cached_tokens")),
+            cache_write_tokens: 0,
             reasoning_tokens: get(usage.pointer("/completion_tokens_details/reasoning_tokens")),
+        })
+    }
+
+    /// Usage from separately reported parts, with `input_tokens` the fresh (uncached) input
+    /// only, as Anthropic and Bedrock report it.
+    pub fn from_parts(fresh_input: u64, cache_read: u64, cache_write: u64, output: u64, reasoning: u64) -> Usage {
+        let input = fresh_input + cache_read + cache_write;
+        Usage {
+            input_tokens: input,
+            output_tokens: output,
+            total_tokens: input + output,
+            cached_input_tokens: cache_read,
+            cache_write_tokens: cache_write,
+            reasoning_tokens: reasoning,
+        }
+    }
+
+    /// The OpenAI `usage` object for this usage.
+    pub fn to_openai(&self) -> Value {
+        serde_json::json!({
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": { "cached_tokens": self.cached_input_tokens },
+            "completion_tokens_details": { "reasoning_tokens": self.reasoning_tokens }
         })
     }
 }
@@ -292,7 +322,8 @@ mod tests {
             "completion_tokens_details": {"reasoning_tokens": 8}
         }))
         .unwrap();
-        assert_eq!(usage, Usage { input_tokens: 100, output_tokens: 20, total_tokens: 120, cached_input_tokens: 64, reasoning_tokens: 8 });
+        assert_eq!(usage, Usage { input_tokens: 100, output_tokens: 20, total_tokens: 120, cached_input_tokens: 64, cache_write_tokens: 0, reasoning_tokens: 8 });
+        assert_eq!(Usage::from_openai(&usage.to_openai()), Some(usage));
         assert_eq!(Usage::from_openai(&Value::Null), None);
     }
 }

@@ -22,16 +22,58 @@ use crate::event::Outcome;
 use crate::guard::{GuardSummary, RequestGuard, StreamKey};
 use crate::host::{ByteStream, Host};
 use crate::openai::Usage;
+use crate::provider::{StreamDecoder, StreamFault};
 use crate::sse::{SseDecoder, SseEvent};
 
 /// How to translate one stream.
-#[derive(Debug, Clone)]
 pub struct StreamPlan {
     pub provider: String,
     /// Remove usage from the client's stream (the gateway asked for it, the client did not).
     pub strip_usage: bool,
     /// Longest wait for the next upstream chunk before the stream is ended with an error.
     pub idle_timeout_ms: u64,
+    /// How the upstream's bytes become OpenAI chunks: `None` when they already are OpenAI SSE.
+    pub decoder: Option<Box<dyn StreamDecoder>>,
+    /// How the chunks are written for the client.
+    pub client: ClientFormat,
+}
+
+/// Writes translated OpenAI chunks in another API's stream format (Anthropic events).
+pub trait ClientEncoder {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>);
+    /// The stream completed; `usage` is the provider's final usage if it reported any.
+    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>);
+    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>);
+}
+
+/// The client's stream format.
+pub enum ClientFormat {
+    /// OpenAI chat completion chunks, `data: [DONE]` at the end.
+    OpenAi,
+    Other(Box<dyn ClientEncoder>),
+}
+
+impl ClientFormat {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        match self {
+            ClientFormat::OpenAi => crate::sse::encode(None, &chunk.to_string(), out),
+            ClientFormat::Other(encoder) => encoder.chunk(chunk, out),
+        }
+    }
+
+    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+        match self {
+            ClientFormat::OpenAi => out.extend_from_slice(b"data: [DONE]\n\n"),
+            ClientFormat::Other(encoder) => encoder.done(usage, out),
+        }
+    }
+
+    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
+        match self {
+            ClientFormat::OpenAi => out.extend(error.to_sse_event()),
+            ClientFormat::Other(encoder) => encoder.error(error, out),
+        }
+    }
 }
 
 /// How a stream ended, as reported to the pipeline once.
@@ -40,6 +82,8 @@ pub struct StreamEnd {
     /// The error label when the stream ended with an error event.
     pub error: Option<&'static str>,
     pub usage: Option<Usage>,
+    /// The provider's own usage object when a translating provider reported one.
+    pub raw_usage: Option<Value>,
     pub guard: Option<GuardSummary>,
 }
 
@@ -61,6 +105,7 @@ impl OutputGuard {
 struct EndReport {
     on_end: Option<OnEnd>,
     usage: Option<Usage>,
+    raw_usage: Option<Value>,
     guard: Option<OutputGuard>,
 }
 
@@ -68,7 +113,7 @@ impl EndReport {
     fn report(&mut self, outcome: Outcome, error: Option<&'static str>) {
         if let Some(on_end) = self.on_end.take() {
             let guard = self.guard.as_ref().map(|g| g.guard.summary());
-            on_end(StreamEnd { outcome, error, usage: self.usage, guard });
+            on_end(StreamEnd { outcome, error, usage: self.usage, raw_usage: self.raw_usage.take(), guard });
         }
     }
 }
@@ -79,35 +124,96 @@ impl Drop for EndReport {
     }
 }
 
-/// Translation state for an OpenAI-format chunk stream.
+/// Where the upstream's chunks come from.
+enum Source {
+    /// OpenAI SSE, forwarded event by event (byte for byte when nothing needs changing).
+    OpenAiSse(SseDecoder),
+    /// Another provider's stream, decoded into OpenAI chunk objects.
+    Provider(Box<dyn StreamDecoder>),
+}
+
+/// Translation state for one stream.
 struct Translator {
-    decoder: SseDecoder,
+    source: Source,
+    client: ClientFormat,
     strip_usage: bool,
     saw_done: bool,
     saw_error: bool,
 }
 
 impl Translator {
-    fn push(&mut self, bytes: &[u8], end: &mut EndReport, out: &mut Vec<u8>) -> Result<(), GatewayError> {
-        for event in self.decoder.push(bytes) {
-            self.translate(event, end, out)?;
+    fn new(decoder: Option<Box<dyn StreamDecoder>>, client: ClientFormat, strip_usage: bool) -> Self {
+        let source = match decoder {
+            Some(decoder) => Source::Provider(decoder),
+            None => Source::OpenAiSse(SseDecoder::new()),
+        };
+        // Other client formats carry usage in their own events: the encoder needs the chunk.
+        let strip_usage = strip_usage && matches!(client, ClientFormat::OpenAi);
+        Translator { source, client, strip_usage, saw_done: false, saw_error: false }
+    }
+
+    fn push(&mut self, bytes: &[u8], end: &mut EndReport, out: &mut Vec<u8>, provider: &str) -> Result<(), GatewayError> {
+        match &mut self.source {
+            Source::OpenAiSse(decoder) => {
+                for event in decoder.push(bytes) {
+                    self.translate(event, end, out)?;
+                }
+                Ok(())
+            }
+            Source::Provider(decoder) => {
+                let mut chunks = Vec::new();
+                let pushed = decoder.push(bytes, &mut chunks);
+                for chunk in chunks {
+                    self.chunk(chunk, end, out)?;
+                }
+                pushed.map_err(|fault| fault_error(fault, provider))
+            }
         }
-        Ok(())
+    }
+
+    /// The upstream body ended: whether the stream is complete (else the caller fails it).
+    fn finish(&mut self, end: &mut EndReport, out: &mut Vec<u8>, provider: &str) -> Result<bool, GatewayError> {
+        let Source::Provider(decoder) = &mut self.source else {
+            if self.saw_done && !matches!(self.client, ClientFormat::OpenAi) {
+                self.client.done(end.usage, out);
+            }
+            return Ok(self.saw_done);
+        };
+        let mut chunks = Vec::new();
+        let finished = decoder.finish(&mut chunks);
+        let (usage, raw) = (decoder.usage(), decoder.raw_usage());
+        for chunk in chunks {
+            self.chunk(chunk, end, out)?;
+        }
+        finished.map_err(|fault| fault_error(fault, provider))?;
+        // The decoder's usage is exact (cache writes included); the usage chunk's is OpenAI's view.
+        if usage.is_some() {
+            end.usage = usage;
+        }
+        end.raw_usage = raw;
+        if let Some(guard) = end.guard.as_mut().filter(|g| g.guard.guards_stream()) {
+            flush_unfinished(guard, &mut self.client, out)?;
+        }
+        self.saw_done = true;
+        self.client.done(end.usage, out);
+        Ok(true)
     }
 
     fn translate(&mut self, event: SseEvent, end: &mut EndReport, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let guard = end.guard.as_mut().filter(|g| g.guard.guards_stream());
         if event.data == "[DONE]" {
             if let Some(guard) = guard {
-                flush_unfinished(guard, out)?;
+                flush_unfinished(guard, &mut self.client, out)?;
             }
             self.saw_done = true;
-            out.extend_from_slice(b"data: [DONE]\n\n");
+            if matches!(self.client, ClientFormat::OpenAi) {
+                out.extend_from_slice(b"data: [DONE]\n\n");
+            }
             return Ok(());
         }
         let mentions_usage = event.data.contains("\"usage\"");
         let has_error = event.data.contains("\"error\"");
-        if guard.is_none() {
+        if guard.is_none() && matches!(self.client, ClientFormat::OpenAi) {
             // Most chunks carry neither usage nor an error: forward their bytes without
             // re-encoding, and remove a compact `"usage":null` textually instead of parsing.
             if !has_error && mentions_usage && self.strip_usage {
@@ -121,22 +227,43 @@ impl Translator {
                 return Ok(());
             }
         }
-        let Ok(mut chunk) = serde_json::from_str::<Value>(&event.data) else {
-            crate::sse::encode(event.event.as_deref(), &event.data, out);
+        let Ok(chunk) = serde_json::from_str::<Value>(&event.data) else {
+            if matches!(self.client, ClientFormat::OpenAi) {
+                crate::sse::encode(event.event.as_deref(), &event.data, out);
+            }
             return Ok(());
         };
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             self.saw_error = true;
+            if !matches!(self.client, ClientFormat::OpenAi) {
+                let kind = chunk.pointer("/error/type").and_then(Value::as_str).unwrap_or("error").to_string();
+                return Err(GatewayError::UpstreamStreamFailed { provider: String::new(), kind });
+            }
+            crate::sse::encode(event.event.as_deref(), &event.data, out);
+            return Ok(());
         }
+        let guarded = end.guard.as_ref().is_some_and(|g| g.guard.guards_stream());
+        let keep_bytes = !guarded && !self.strip_usage && matches!(self.client, ClientFormat::OpenAi);
+        if keep_bytes {
+            // Nothing to change: capture the usage, forward the upstream's bytes.
+            if let Some(u) = chunk.get("usage").and_then(Usage::from_openai) {
+                end.usage = Some(u);
+            }
+            crate::sse::encode(event.event.as_deref(), &event.data, out);
+            return Ok(());
+        }
+        self.chunk(chunk, end, out)
+    }
+
+    /// One OpenAI chunk object: capture usage, guard its text, strip injected usage, write it.
+    fn chunk(&mut self, mut chunk: Value, end: &mut EndReport, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let chunk_usage = chunk.get("usage").filter(|u| !u.is_null());
         if let Some(u) = chunk_usage.and_then(Usage::from_openai) {
             end.usage = Some(u);
         }
         let only_usage = chunk_usage.is_some() && chunk.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
-        let mut modified = false;
         if let Some(guard) = end.guard.as_mut().filter(|g| g.guard.guards_stream()) {
             guard.guard.guard_chunk(&mut guard.choices, &mut chunk)?;
-            modified = true;
         }
         if self.strip_usage && chunk.get("usage").is_some() {
             if only_usage {
@@ -145,25 +272,27 @@ impl Translator {
             if let Some(object) = chunk.as_object_mut() {
                 object.remove("usage");
             }
-            modified = true;
         }
-        if modified {
-            crate::sse::encode(event.event.as_deref(), &chunk.to_string(), out);
-        } else {
-            crate::sse::encode(event.event.as_deref(), &event.data, out);
-        }
+        self.client.chunk(&chunk, out);
         Ok(())
     }
 }
 
+fn fault_error(fault: StreamFault, provider: &str) -> GatewayError {
+    match fault {
+        StreamFault::Provider { kind } => GatewayError::UpstreamStreamFailed { provider: provider.to_string(), kind },
+        StreamFault::Malformed { .. } | StreamFault::Truncated => GatewayError::UpstreamStreamBroken { provider: provider.to_string() },
+    }
+}
+
 /// Release text still held for choices whose stream ended without a `finish_reason`.
-fn flush_unfinished(guard: &mut OutputGuard, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+fn flush_unfinished(guard: &mut OutputGuard, client: &mut ClientFormat, out: &mut Vec<u8>) -> Result<(), GatewayError> {
     for (index, delta) in guard.guard.release_unfinished(&mut guard.choices)? {
         let chunk = serde_json::json!({
             "object": "chat.completion.chunk",
             "choices": [{ "index": index, "delta": delta, "finish_reason": null }]
         });
-        crate::sse::encode(None, &chunk.to_string(), out);
+        client.chunk(&chunk, out);
     }
     Ok(())
 }
@@ -195,26 +324,35 @@ struct State<H: Host> {
 impl<H: Host> State<H> {
     /// End the stream with an error event for the client.
     fn fail(&mut self, error: GatewayError) -> Vec<u8> {
+        let error = match error {
+            GatewayError::UpstreamStreamFailed { provider, kind } if provider.is_empty() => {
+                GatewayError::UpstreamStreamFailed { provider: self.plan.provider.clone(), kind }
+            }
+            other => other,
+        };
         self.upstream = None;
         self.end.report(Outcome::StreamError, Some(error.label()));
-        error.to_sse_event()
+        let mut out = Vec::new();
+        self.translator.client.error(&error, &mut out);
+        out
     }
 }
 
-/// Translate an OpenAI-format SSE stream for the client, guarding its text if `guard` is set.
-pub fn openai_chunks<H: Host>(
+/// Translate an upstream stream for the client chunk by chunk, guarding its text if `guard` is set.
+pub fn translate_stream<H: Host>(
     upstream: ByteStream,
     host: H,
-    plan: StreamPlan,
+    mut plan: StreamPlan,
     guard: Option<OutputGuard>,
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ByteStream {
+    let translator = Translator::new(plan.decoder.take(), std::mem::replace(&mut plan.client, ClientFormat::OpenAi), plan.strip_usage);
     let state = State {
         upstream: Some(upstream),
-        translator: Translator { decoder: SseDecoder::new(), strip_usage: plan.strip_usage, saw_done: false, saw_error: false },
+        translator,
         host,
         plan,
-        end: EndReport { on_end: Some(Box::new(on_end)), usage: None, guard },
+        end: EndReport { on_end: Some(Box::new(on_end)), usage: None, raw_usage: None, guard },
     };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         loop {
@@ -234,7 +372,8 @@ pub fn openai_chunks<H: Host>(
             match next {
                 Some(Ok(bytes)) => {
                     let mut out = Vec::new();
-                    if let Err(error) = state.translator.push(&bytes, &mut state.end, &mut out) {
+                    let provider = state.plan.provider.clone();
+                    if let Err(error) = state.translator.push(&bytes, &mut state.end, &mut out, &provider) {
                         // A guard blocked the response: what was already checked goes out, then
                         // the error event; the upstream is cancelled.
                         out.extend(state.fail(error));
@@ -254,11 +393,16 @@ pub fn openai_chunks<H: Host>(
                         state.end.report(Outcome::StreamError, Some("upstream_error"));
                         return None;
                     }
-                    if state.translator.saw_done {
-                        state.end.report(Outcome::Completed, None);
-                        return None;
+                    let provider = state.plan.provider.clone();
+                    let mut out = Vec::new();
+                    match state.translator.finish(&mut state.end, &mut out, &provider) {
+                        Ok(true) => {
+                            state.end.report(Outcome::Completed, None);
+                            return (!out.is_empty()).then_some((Ok(out), state));
+                        }
+                        Ok(false) => out.extend(state.fail(GatewayError::UpstreamStreamBroken { provider })),
+                        Err(error) => out.extend(state.fail(error)),
                     }
-                    let out = state.fail(GatewayError::UpstreamStreamBroken { provider: state.plan.provider.clone() });
                     return Some((Ok(out), state));
                 }
             }
@@ -271,10 +415,10 @@ mod tests {
     use super::*;
 
     fn translate_all(input: &[u8], strip_usage: bool) -> (Vec<u8>, Option<Usage>) {
-        let mut translator = Translator { decoder: SseDecoder::new(), strip_usage, saw_done: false, saw_error: false };
-        let mut end = EndReport { on_end: None, usage: None, guard: None };
+        let mut translator = Translator::new(None, ClientFormat::OpenAi, strip_usage);
+        let mut end = EndReport { on_end: None, usage: None, raw_usage: None, guard: None };
         let mut out = Vec::new();
-        translator.push(input, &mut end, &mut out).unwrap();
+        translator.push(input, &mut end, &mut out, "p").unwrap();
         (out, end.usage)
     }
 

@@ -3,15 +3,22 @@
 //!
 //! Time is virtual: [`MemoryHost::sleep`] completes only when the test moves the clock past its
 //! deadline with [`MemoryHost::advance`], so timeout tests never sleep and never flake.
+//!
+//! Counters live in one map, one [`CounterState`] per (jurisdiction, subject); each operation is
+//! applied to its state in one synchronous step, so operations on one subject never interleave
+//! (what a Durable Object gives on Workers). Background tasks ([`Host::wait_until`]) are queued
+//! and run only when the test calls [`MemoryHost::run_background`], so a test can observe the
+//! state before and after the post-response work.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use futures::StreamExt;
+use policy::limits::{CounterOp, CounterReply, CounterState};
 
 use crate::event::UsageEvent;
 use crate::host::{Body, FetchError, Host, HostError, OutboundRequest, OutboundResponse};
@@ -57,6 +64,14 @@ struct Inner {
     upstream: RefCell<Option<Upstream>>,
     requests: RefCell<Vec<RecordedRequest>>,
     events: RefCell<Vec<UsageEvent>>,
+    /// Keyed by (jurisdiction, subject): the same subject in another jurisdiction is another
+    /// counter, as on Workers.
+    counters: RefCell<BTreeMap<(Option<String>, String), CounterState>>,
+    counters_broken: Cell<bool>,
+    counter_calls: RefCell<Vec<(String, Option<String>)>>,
+    background: RefCell<Vec<Pin<Box<dyn Future<Output = ()>>>>>,
+    /// Deadlines of pending timers, for [`MemoryHost::block_on`].
+    deadlines: RefCell<Vec<u64>>,
 }
 
 /// The in-memory host. Clones share state.
@@ -112,12 +127,72 @@ impl MemoryHost {
         }
     }
 
+    /// Run `future` to completion on virtual time: whenever it can make no progress and a timer
+    /// is pending (a retry backoff, a timeout), jump the clock to the earliest deadline. Use it
+    /// for pipelines that sleep; `futures::executor::block_on` would wait forever there.
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            let next = self.inner.deadlines.borrow().iter().copied().min();
+            match next {
+                Some(deadline) => {
+                    self.inner.deadlines.borrow_mut().retain(|d| *d > deadline);
+                    let now = self.inner.clock_ms.get();
+                    self.advance(deadline.saturating_sub(now));
+                }
+                None => panic!("MemoryHost::block_on: the future is stuck with no timer pending"),
+            }
+        }
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.inner.requests.borrow().clone()
     }
 
     pub fn events(&self) -> Vec<UsageEvent> {
         self.inner.events.borrow().clone()
+    }
+
+    /// Make counter operations fail (the Durable Object is unreachable), to test each limit's
+    /// failure mode. A failed operation changes nothing.
+    pub fn break_counters(&self, broken: bool) {
+        self.inner.counters_broken.set(broken);
+    }
+
+    /// Every `(subject, jurisdiction)` a counter operation was sent to, in call order (failed
+    /// calls included), so tests can assert which objects a request touched.
+    pub fn counter_subjects(&self) -> Vec<(String, Option<String>)> {
+        self.inner.counter_calls.borrow().clone()
+    }
+
+    /// A copy of one subject's counter state, for assertions (`None`: nothing stored, i.e. never
+    /// touched or empty again, as a Durable Object deletes an empty state).
+    pub fn counter_state(&self, subject: &str, jurisdiction: Option<&str>) -> Option<CounterState> {
+        self.inner.counters.borrow().get(&(jurisdiction.map(str::to_string), subject.to_string())).cloned()
+    }
+
+    /// How many [`Host::wait_until`] tasks are queued and not yet run.
+    pub fn background_pending(&self) -> usize {
+        self.inner.background.borrow().len()
+    }
+
+    /// Run every queued background task to completion, including tasks queued while running
+    /// (the platform keeps the request alive until all of them finish). A task that waits on the
+    /// virtual clock only finishes once the test [`advance`](MemoryHost::advance)s it, so do that
+    /// concurrently (or do not sleep in background tasks).
+    pub async fn run_background(&self) {
+        loop {
+            let tasks: Vec<_> = self.inner.background.borrow_mut().drain(..).collect();
+            if tasks.is_empty() {
+                return;
+            }
+            futures::future::join_all(tasks).await;
+        }
     }
 }
 
@@ -135,6 +210,7 @@ impl Future for Sleep {
             Poll::Ready(())
         } else {
             self.inner.timers.borrow_mut().push(cx.waker().clone());
+            self.inner.deadlines.borrow_mut().push(self.deadline_ms);
             Poll::Pending
         }
     }
@@ -196,6 +272,27 @@ impl Host for MemoryHost {
     fn emit(&self, event: &UsageEvent) {
         self.inner.events.borrow_mut().push(event.clone());
     }
+
+    async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError> {
+        self.inner.counter_calls.borrow_mut().push((subject.to_string(), jurisdiction.map(str::to_string)));
+        if self.inner.counters_broken.get() {
+            return Err(HostError("counter store unavailable".into()));
+        }
+        // One borrow for the whole operation and no await inside: atomic per subject.
+        let now_ms = self.inner.clock_ms.get();
+        let mut counters = self.inner.counters.borrow_mut();
+        let state = counters.entry((jurisdiction.map(str::to_string), subject.to_string())).or_default();
+        let reply = state.apply(op, now_ms);
+        if state.is_empty() {
+            // What the Durable Object does: nothing worth storing, delete it.
+            counters.remove(&(jurisdiction.map(str::to_string), subject.to_string()));
+        }
+        Ok(reply)
+    }
+
+    fn wait_until(&self, task: impl Future<Output = ()> + 'static) {
+        self.inner.background.borrow_mut().push(Box::pin(task));
+    }
 }
 
 /// Collect a whole body (test helper). Panics if the stream breaks.
@@ -204,5 +301,103 @@ pub async fn collect_body(body: Body) -> Vec<u8> {
         Body::Empty => Vec::new(),
         Body::Bytes(bytes) => bytes,
         Body::Stream(stream) => stream.map(|chunk| chunk.expect("body stream broke")).concat().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+    use policy::limits::{Amounts, LimitSpec, Metric, Window, DEFAULT_RESERVATION_TTL_MS};
+
+    fn admit(id: &str, limit: u64) -> CounterOp {
+        CounterOp::Admit {
+            specs: vec![LimitSpec::new(Metric::Requests, Window::Minute, limit)],
+            amounts: Amounts::estimate(10, 20, policy::limits::Nanos(0)),
+            reservation_id: id.into(),
+            ttl_ms: DEFAULT_RESERVATION_TTL_MS,
+        }
+    }
+
+    fn allowed(reply: CounterReply) -> bool {
+        match reply {
+            CounterReply::Admitted(admission) => admission.allowed,
+            other => panic!("expected an admission, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn counter_applies_ops_per_subject_and_jurisdiction() {
+        let host = MemoryHost::new();
+        block_on(async {
+            assert!(allowed(host.counter("consumer:web", None, &admit("r1", 2)).await.unwrap()));
+            assert!(allowed(host.counter("consumer:web", None, &admit("r2", 2)).await.unwrap()));
+            assert!(!allowed(host.counter("consumer:web", None, &admit("r3", 2)).await.unwrap()), "third request over a limit of 2");
+            // Another subject, and the same subject in another jurisdiction, count separately.
+            assert!(allowed(host.counter("consumer:other", None, &admit("r3", 2)).await.unwrap()));
+            assert!(allowed(host.counter("consumer:web", Some("eu"), &admit("r3", 2)).await.unwrap()));
+            // Releasing gives the capacity back.
+            let released = host.counter("consumer:web", None, &CounterOp::Release { reservation_id: "r1".into() }).await.unwrap();
+            assert_eq!(released, CounterReply::Released { known: true });
+            assert!(allowed(host.counter("consumer:web", None, &admit("r4", 2)).await.unwrap()));
+        });
+        assert_eq!(host.counter_state("consumer:web", None).map(|s| s.in_flight()), Some(2));
+        assert_eq!(host.counter_state("consumer:web", Some("eu")).map(|s| s.in_flight()), Some(1));
+        let subjects = host.counter_subjects();
+        assert_eq!(subjects.len(), 7);
+        assert!(subjects.contains(&("consumer:web".to_string(), Some("eu".to_string()))));
+    }
+
+    #[test]
+    fn counter_uses_the_host_clock() {
+        let host = MemoryHost::new();
+        block_on(async {
+            assert!(allowed(host.counter("s", None, &admit("a", 1)).await.unwrap()));
+            host.counter("s", None, &CounterOp::Settle { reservation_id: "a".into(), actual: Amounts::of(Metric::Requests, 1) })
+                .await
+                .unwrap();
+            assert!(!allowed(host.counter("s", None, &admit("b", 1)).await.unwrap()));
+            host.advance(60_000); // the next minute window
+            assert!(allowed(host.counter("s", None, &admit("b", 1)).await.unwrap()));
+        });
+    }
+
+    #[test]
+    fn broken_counters_fail_and_change_nothing() {
+        let host = MemoryHost::new();
+        host.break_counters(true);
+        let result = block_on(host.counter("s", None, &admit("a", 1)));
+        assert!(result.is_err());
+        assert!(host.counter_state("s", None).is_none());
+        assert_eq!(host.counter_subjects(), vec![("s".to_string(), None)]);
+        host.break_counters(false);
+        assert!(allowed(block_on(host.counter("s", None, &admit("a", 1))).unwrap()));
+    }
+
+    #[test]
+    fn an_empty_state_is_not_kept() {
+        let host = MemoryHost::new();
+        block_on(async {
+            host.counter("s", None, &admit("a", 5)).await.unwrap();
+            host.counter("s", None, &CounterOp::Release { reservation_id: "a".into() }).await.unwrap();
+            host.counter("s", None, &CounterOp::Expire).await.unwrap();
+        });
+        assert!(host.counter_state("s", None).is_none());
+    }
+
+    #[test]
+    fn background_tasks_run_only_when_asked() {
+        let host = MemoryHost::new();
+        let ran = Rc::new(Cell::new(0));
+        let (h, r) = (host.clone(), ran.clone());
+        host.wait_until(async move {
+            r.set(r.get() + 1);
+            // A task may queue another; run_background runs it too.
+            let r2 = r.clone();
+            h.wait_until(async move { r2.set(r2.get() + 10) });
+        });
+        assert_eq!((ran.get(), host.background_pending()), (0, 1));
+        block_on(host.run_background());
+        assert_eq!((ran.get(), host.background_pending()), (11, 0));
     }
 }

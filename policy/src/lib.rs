@@ -8,6 +8,7 @@ pub mod auth;
 pub mod guard;
 pub mod identity;
 pub mod limits;
+pub mod route;
 
 pub use access::ModelAccess;
 pub use auth::{AuthDecision, AuthError, ConsumerKey, KeyTable};

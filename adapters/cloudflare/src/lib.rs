@@ -4,13 +4,20 @@
 //! Bindings (see `wrangler.toml`):
 //! - `GATEWAY_CONFIG` (var): the configuration document shipped with the Worker;
 //! - `GATEWAY_KV` (KV namespace, optional): key `config` overrides the shipped document;
-//! - provider keys as Worker secrets, named by each provider's `api_key_secret`.
+//! - provider keys as Worker secrets, named by each provider's `api_key_secret`;
+//! - `COUNTERS` (Durable Object namespace of class [`GatewayCounter`]): limits and budgets, one
+//!   object per subject (see [`counter`]).
 
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+mod counter;
+
+pub use counter::GatewayCounter;
+
+use policy::limits::{CounterOp, CounterReply};
 use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts};
 use futures::{Stream, StreamExt};
 use worker::{
@@ -30,6 +37,8 @@ thread_local! {
 #[derive(Clone)]
 struct WorkerHost {
     env: Env,
+    /// The fetch event's context, for `wait_until`.
+    ctx: Rc<Context>,
 }
 
 impl edge::Host for WorkerHost {
@@ -96,6 +105,14 @@ impl edge::Host for WorkerHost {
         if let Ok(line) = serde_json::to_string(event) {
             console_log!("{line}");
         }
+    }
+
+    async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> std::result::Result<CounterReply, HostError> {
+        counter::call(&self.env, subject, jurisdiction, op).await
+    }
+
+    fn wait_until(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        self.ctx.wait_until(task);
     }
 }
 
@@ -173,9 +190,9 @@ fn into_worker_response(response: edge::Response) -> Result<Response> {
 }
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let gateway = GATEWAY.with(Rc::clone);
-    let host = WorkerHost { env };
+    let host = WorkerHost { env, ctx: Rc::new(ctx) };
     let response = gateway.handle(into_core_request(request), &host).await;
     into_worker_response(response)
 }

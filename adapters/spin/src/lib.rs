@@ -17,6 +17,8 @@
 //! | `fetch`    | `wasi:http/client.send`, streamed body; dropping the body cancels the call |
 //! | `sleep`    | `wasi:clocks/monotonic-clock.wait-for`                                      |
 //! | `secret`   | Spin variables, read once per component instance (blocks on first read)    |
+//! | `counter`  | always an error: Spin has no strongly consistent store (docs/spin.md)      |
+//! | `wait_until` | `wasip3::spawn`: runs on the request's task after the response is returned |
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts};
+use policy::limits::{CounterOp, CounterReply};
 use futures::StreamExt;
 use http_body::Frame;
 use http_body_util::BodyDataStream;
@@ -145,7 +148,27 @@ impl edge::Host for SpinHost {
             println!("{line}"); // Spin collects component stdout (`.spin/logs`, `spin cloud logs`)
         }
     }
+
+    /// Always fails. Spin's key-value store has no atomic read-modify-write and is eventually
+    /// consistent when hosted, so counting there would let through about limit x instances (or
+    /// regions). Failing makes each limit's configured failure mode decide: fail-closed limits
+    /// refuse with 503, fail-open ones admit unmetered and say so. See docs/spin.md.
+    async fn counter(&self, _subject: &str, _jurisdiction: Option<&str>, _op: &CounterOp) -> Result<CounterReply, HostError> {
+        Err(HostError(NO_COUNTER_STORE.into()))
+    }
+
+    /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK
+    /// uses to stream the response body after the handler returned): it runs concurrently with
+    /// the response body and the host keeps the instance alive until every spawned task is done.
+    /// Calling this inside `wit_bindgen::block_on` (as `secret` does) would make that call wait
+    /// for the task; the core only calls it from the request's async code.
+    fn wait_until(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        spin_sdk::wasip3::spawn(task);
+    }
 }
+
+/// Why `counter` fails on Spin.
+const NO_COUNTER_STORE: &str = "spin has no atomic counter store";
 
 fn fetch_error(code: ErrorCode) -> FetchError {
     match code {

@@ -7,7 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::{ModelRoute, OpenAiProviderConfig};
+use super::ProviderErrorBody;
+use crate::config::{AzureConfig, ModelRoute, OpenAiProviderConfig};
 use crate::host::OutboundRequest;
 use crate::openai::{ChatRequest, EmbeddingsRequest};
 
@@ -19,7 +20,7 @@ pub fn chat_request(
 ) -> OutboundRequest {
     request.model = route.upstream_model.clone();
     let stream = request.is_stream();
-    if stream {
+    if stream && config.flavor.accepts_stream_options() {
         request
             .stream_options
             .get_or_insert_with(Map::new)
@@ -41,24 +42,78 @@ pub fn embeddings_request(
 }
 
 fn post(config: &OpenAiProviderConfig, path: &str, body: Vec<u8>, api_key: Option<&str>, stream: bool) -> OutboundRequest {
+    let auth = api_key.map(|key| ("authorization", format!("Bearer {key}")));
+    json_post(format!("{}{path}", config.base_url), body, auth, stream)
+}
+
+fn json_post(url: String, body: Vec<u8>, auth: Option<(&str, String)>, stream: bool) -> OutboundRequest {
     let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("accept".to_string(), if stream { "text/event-stream" } else { "application/json" }.to_string()),
     ];
-    if let Some(key) = api_key {
-        headers.push(("authorization".to_string(), format!("Bearer {key}")));
+    if let Some((name, value)) = auth {
+        headers.push((name.to_string(), value));
     }
-    OutboundRequest { method: "POST", url: format!("{}{path}", config.base_url), headers, body }
+    OutboundRequest { method: "POST", url, headers, body }
+}
+
+/// Azure OpenAI: the deployment (the route's upstream model) is in the path, the version in the
+/// query, the key in `api-key`. The body keeps `model` (Azure ignores it).
+pub fn azure_chat_request(config: &AzureConfig, route: &ModelRoute, mut request: ChatRequest, api_key: &str) -> OutboundRequest {
+    request.model = route.upstream_model.clone();
+    let stream = request.is_stream();
+    if stream {
+        request.stream_options.get_or_insert_with(Map::new).insert("include_usage".into(), Value::Bool(true));
+    }
+    let body = serde_json::to_vec(&request).unwrap_or_default();
+    json_post(azure_url(config, route, "chat/completions"), body, Some(("api-key", api_key.to_string())), stream)
+}
+
+pub fn azure_embeddings_request(config: &AzureConfig, route: &ModelRoute, mut request: EmbeddingsRequest, api_key: &str) -> OutboundRequest {
+    request.model = route.upstream_model.clone();
+    let body = serde_json::to_vec(&request).unwrap_or_default();
+    json_post(azure_url(config, route, "embeddings"), body, Some(("api-key", api_key.to_string())), false)
+}
+
+fn azure_url(config: &AzureConfig, route: &ModelRoute, operation: &str) -> String {
+    format!(
+        "{}/openai/deployments/{}/{operation}?api-version={}",
+        config.base_url,
+        percent_encode_segment(&route.upstream_model),
+        percent_encode_segment(&config.api_version)
+    )
+}
+
+/// Percent-encode a path segment or query value (RFC 3986 unreserved characters kept).
+pub fn percent_encode_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// An OpenAI-style error body: `{"error": {"message", "type", "param", "code"}}`.
+pub fn error_message(_status: u16, body: &[u8]) -> Option<ProviderErrorBody> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let error = value.get("error")?;
+    let message = error.get("message").and_then(Value::as_str)?.to_string();
+    let kind = error.get("code").and_then(Value::as_str).or_else(|| error.get("type").and_then(Value::as_str)).map(str::to_string);
+    Some(ProviderErrorBody { message, kind })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ModelKind;
+    use crate::config::{ModelKind, OpenAiFlavor};
     use crate::openai::parse_request;
 
     fn config() -> OpenAiProviderConfig {
-        OpenAiProviderConfig { base_url: "https://up.example/v1".into(), api_key_secret: Some("K".into()), timeout_ms: None }
+        OpenAiProviderConfig { base_url: "https://up.example/v1".into(), api_key_secret: Some("K".into()), timeout_ms: None, flavor: OpenAiFlavor::OpenAi }
     }
 
     fn route() -> ModelRoute {

@@ -1,0 +1,252 @@
+//! The admin API: issue, list and revoke virtual keys, replace the configuration (limits,
+//! budgets, models...), read a subject's usage, and read the audit log. Every change is written
+//! to the audit log before the response is sent.
+//!
+//! Routes: `POST /admin/keys` (create; the key is in the response, the only time it is shown),
+//! `GET /admin/consumers/{consumer}/keys`, `DELETE /admin/keys/{id}` (revoke),
+//! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`.
+//!
+//! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
+//! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.
+//!
+//! Storage: virtual keys, the configuration override and the audit log live in the host's
+//! key-value store (Workers KV). KV is eventually consistent: a created or revoked key takes
+//! effect at every edge location within about a minute (KV's propagation), immediately where it
+//! was written. Counters are not here: usage is read from the counter objects.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use policy::identity::virtual_keys::{self, VirtualKey};
+use policy::limits::{CounterOp, CounterReply};
+
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::host::{Host, HostError};
+use crate::http::{Request, Response};
+
+/// Audit entries listed per request at most.
+const AUDIT_PAGE: usize = 200;
+
+/// Why an admin call failed (mapped to the OpenAI error shape like every other route).
+fn bad_request(message: impl Into<String>, param: Option<&str>) -> GatewayError {
+    GatewayError::InvalidRequest { message: message.into(), param: param.map(str::to_string) }
+}
+
+fn store_error(error: HostError) -> GatewayError {
+    GatewayError::ConfigUnavailable { detail: format!("key-value store: {}", error.0) }
+}
+
+/// One audit log entry. It names what changed, never a key or a secret.
+fn audit_entry(now_ms: u64, actor: &str, action: &str, target: &str, detail: Value) -> Value {
+    json!({ "at_ms": now_ms, "actor": actor, "action": action, "target": target, "detail": detail })
+}
+
+async fn write_audit<H: Host>(host: &H, entry: &Value) -> Result<(), GatewayError> {
+    let at = entry["at_ms"].as_u64().unwrap_or(0);
+    let key = format!("audit:{at:015}:{:08x}", host.random_u64() as u32);
+    host.kv_put(&key, &entry.to_string()).await.map_err(store_error)
+}
+
+/// Handle `/admin/...`. `path` is the request path; the body is read here when needed.
+pub async fn handle<H: Host>(config: &Config, request: Request, host: &H) -> Result<Response, GatewayError> {
+    let Some(admin) = &config.admin else {
+        return Err(GatewayError::NotFound { path: request.path.clone() });
+    };
+    let presented = request
+        .header("authorization")
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string());
+    let Some(presented) = presented else { return Err(GatewayError::MissingCredential) };
+    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+    if !constant_time_eq(&digest, &admin.key_sha256) {
+        return Err(GatewayError::InvalidCredential);
+    }
+    let actor = format!("admin:{}", &hex::encode(digest)[..8]);
+    let method = request.method.clone();
+    let path = request.path.trim_end_matches('/').to_string();
+    let now = host.now_ms();
+    match (method.as_str(), path.as_str()) {
+        ("POST", "/admin/keys") => {
+            let body = crate::gateway::read_admin_json(request, 64 * 1024).await?;
+            create_key(config, body, host, &actor, now).await
+        }
+        ("GET", p) if p.starts_with("/admin/consumers/") && p.ends_with("/keys") => {
+            let consumer = percent_decode(&p["/admin/consumers/".len()..p.len() - "/keys".len()]);
+            list_keys(&consumer, host, now).await
+        }
+        ("DELETE", p) if p.starts_with("/admin/keys/") => revoke_key(&p["/admin/keys/".len()..], host, &actor, now).await,
+        ("GET", p) if p.starts_with("/admin/usage/") => usage(config, &percent_decode(&p["/admin/usage/".len()..]), host).await,
+        ("GET", "/admin/config") => {
+            let text = host.kv_get(crate::gateway::CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
+            let document: Value = text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+            Ok(Response::json(200, &json!({ "config": document })))
+        }
+        ("PUT", "/admin/config") => {
+            let body = crate::gateway::read_admin_json(request, config.limits.max_body_bytes).await?;
+            put_config(body, host, &actor, now).await
+        }
+        ("GET", "/admin/audit") => audit(host).await,
+        (_, p) if p.starts_with("/admin/keys") || p.starts_with("/admin/usage/") || ["/admin/config", "/admin/audit"].contains(&p) => {
+            Err(GatewayError::MethodNotAllowed { method, allowed: "GET, POST, PUT, DELETE" })
+        }
+        _ => Err(GatewayError::NotFound { path }),
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (b'+', _) => out.push(b' '),
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
+    let consumer = body
+        .get("consumer")
+        .and_then(Value::as_str)
+        .filter(|c| !c.trim().is_empty() && c.len() <= 128)
+        .ok_or_else(|| bad_request("'consumer' is required (a string of at most 128 characters).", Some("consumer")))?;
+    let tenant = optional_string(&body, "tenant")?;
+    let name = optional_string(&body, "name")?;
+    let models = match body.get("models") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut models = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let model = item.as_str().ok_or_else(|| bad_request(format!("models[{i}] must be a string."), Some("models")))?;
+                let prefix = model.strip_suffix('*').unwrap_or(model);
+                if !(model == "*" || model.ends_with('*') || config.models.contains_key(model)) || prefix.contains('*') {
+                    return Err(bad_request(format!("models[{i}]: unknown model '{model}'."), Some("models")));
+                }
+                models.push(model.to_string());
+            }
+            Some(models)
+        }
+        Some(_) => return Err(bad_request("'models' must be an array of model names.", Some("models"))),
+    };
+    let ttl_ms = match body.get("expires_in_secs") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|s| *s > 0 && *s <= 10 * 365 * 86_400)
+                .ok_or_else(|| bad_request("'expires_in_secs' must be a positive number of seconds (at most 10 years).", Some("expires_in_secs")))?
+                * 1000,
+        ),
+    };
+    let random = [host.random_u64(), host.random_u64(), host.random_u64(), host.random_u64()];
+    let (secret, record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
+    let digest = hex::encode(Sha256::digest(secret.as_bytes()));
+    let record_json = serde_json::to_string(&record).unwrap_or_default();
+    host.kv_put(&virtual_keys::record_key(&digest), &record_json).await.map_err(store_error)?;
+    host.kv_put(&virtual_keys::id_key(&record.id), &digest).await.map_err(store_error)?;
+    host.kv_put(&virtual_keys::consumer_index_key(&record.consumer, &record.id), &digest).await.map_err(store_error)?;
+    write_audit(host, &audit_entry(now, actor, "key.create", &record.id, json!({ "consumer": record.consumer, "tenant": record.tenant, "models": record.models, "expires_ms": record.expires_ms }))).await?;
+    // The only time the key is ever shown.
+    Ok(Response::json(201, &json!({ "key": secret, "record": record })))
+}
+
+fn optional_string(body: &Value, field: &str) -> Result<Option<String>, GatewayError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 128 => Ok(Some(s.clone())),
+        Some(_) => Err(bad_request(format!("'{field}' must be a non-empty string of at most 128 characters."), Some(field))),
+    }
+}
+
+async fn load_record<H: Host>(host: &H, digest: &str) -> Result<Option<VirtualKey>, GatewayError> {
+    let text = host.kv_get(&virtual_keys::record_key(digest)).await.map_err(store_error)?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+async fn list_keys<H: Host>(consumer: &str, host: &H, now: u64) -> Result<Response, GatewayError> {
+    let index = host.kv_list(&virtual_keys::consumer_index_prefix(consumer)).await.map_err(store_error)?;
+    let mut data = Vec::new();
+    for key in index {
+        let Some(digest) = host.kv_get(&key).await.map_err(store_error)? else { continue };
+        if let Some(record) = load_record(host, &digest).await? {
+            let status = record.status(now);
+            let mut value = serde_json::to_value(&record).unwrap_or(Value::Null);
+            value["status"] = json!(status);
+            data.push(value);
+        }
+    }
+    Ok(Response::json(200, &json!({ "object": "list", "data": data })))
+}
+
+async fn revoke_key<H: Host>(id: &str, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
+    let not_found = || GatewayError::NotFound { path: format!("/admin/keys/{id}") };
+    let digest = host.kv_get(&virtual_keys::id_key(id)).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let mut record = load_record(host, &digest).await?.ok_or_else(not_found)?;
+    if record.revoked_ms.is_none() {
+        record.revoked_ms = Some(now);
+        let text = serde_json::to_string(&record).unwrap_or_default();
+        host.kv_put(&virtual_keys::record_key(&digest), &text).await.map_err(store_error)?;
+        write_audit(host, &audit_entry(now, actor, "key.revoke", &record.id, json!({ "consumer": record.consumer }))).await?;
+    }
+    Ok(Response::json(200, &json!({ "record": record, "status": record.status(now) })))
+}
+
+async fn usage<H: Host>(config: &Config, subject: &str, host: &H) -> Result<Response, GatewayError> {
+    let tenant = subject.split('|').find_map(|part| part.strip_prefix("tenant:"));
+    let jurisdiction = tenant.and_then(|t| config.tenants.get(t)).and_then(|t| t.jurisdiction.as_deref());
+    match host.counter(subject, jurisdiction, &CounterOp::Status).await {
+        Ok(CounterReply::Status { limits }) => Ok(Response::json(200, &json!({ "subject": subject, "limits": limits }))),
+        Ok(_) | Err(_) => Err(GatewayError::QuotaUnavailable),
+    }
+}
+
+async fn put_config<H: Host>(body: Value, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
+    let text = body.to_string();
+    if let Err(errors) = Config::parse(&text) {
+        let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+        return Err(bad_request(format!("The configuration is invalid: {}", list.join("; ")), errors.0.first().map(|e| e.path.as_str())));
+    }
+    let before = host.kv_get(crate::gateway::CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config()).unwrap_or_default();
+    host.kv_put(crate::gateway::CONFIG_KV_KEY, &text).await.map_err(store_error)?;
+    let digest = |t: &str| hex::encode(&Sha256::digest(t.as_bytes())[..8]);
+    write_audit(host, &audit_entry(now, actor, "config.update", "config", json!({ "before_sha256": digest(&before), "after_sha256": digest(&text), "bytes": text.len() }))).await?;
+    Ok(Response::json(200, &json!({ "ok": true, "sha256": digest(&text) })))
+}
+
+async fn audit<H: Host>(host: &H) -> Result<Response, GatewayError> {
+    let mut keys = host.kv_list("audit:").await.map_err(store_error)?;
+    keys.sort_unstable_by(|a, b| b.cmp(a));
+    let mut data = Vec::new();
+    for key in keys.into_iter().take(AUDIT_PAGE) {
+        if let Some(text) = host.kv_get(&key).await.map_err(store_error)? {
+            if let Ok(entry) = serde_json::from_str::<Value>(&text) {
+                data.push(entry);
+            }
+        }
+    }
+    Ok(Response::json(200, &json!({ "object": "list", "data": data })))
+}
+
+/// Look up a presented virtual key: the record when it is active.
+pub async fn virtual_key<H: Host>(presented: &str, host: &H) -> Result<Option<VirtualKey>, GatewayError> {
+    if !virtual_keys::looks_like_virtual_key(presented) {
+        return Ok(None);
+    }
+    let digest = hex::encode(Sha256::digest(presented.as_bytes()));
+    let record = load_record(host, &digest).await?;
+    Ok(record.filter(|r| r.status(host.now_ms()) == virtual_keys::KeyStatus::Active))
+}

@@ -1,0 +1,253 @@
+//! The quota stage: admit a request against its rate limits and budgets before the call, settle
+//! the provider's reported usage after it, release the reservation when the call fails.
+//!
+//! Each configured scope resolves to one subject (`consumer:alice`, `tenant:acme|model:gpt-4o`)
+//! whose counters live in one counter object of the host (a Durable Object per subject on
+//! Workers, pinned to the tenant's jurisdiction when it has one). Subjects are admitted in key
+//! order; at the first denial the ones already admitted are released, so a request is reserved
+//! everywhere or nowhere.
+//!
+//! When the store cannot answer within `quota.store_timeout_ms`, the scope's failure mode decides:
+//! closed (the default) refuses with 503, open admits unmetered and says so in the usage event.
+
+use std::future::Future;
+
+use policy::limits::{
+    output_reservation, rate_limit_headers, retry_after_secs, Admission, Alert, Amounts, CounterOp, CounterReply, FailureMode,
+    LimitStatus, Metric, Nanos, RequestFacts, ScopeError, TokenUsage, DEFAULT_RESERVATION_TTL_MS,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{Config, ModelRoute};
+use crate::error::GatewayError;
+use crate::host::{Host, OutboundRequest};
+use crate::openai::Usage;
+
+/// Who and what a request counts against.
+pub struct QuotaFacts<'a> {
+    pub key_id: Option<&'a str>,
+    pub consumer: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// One subject the request holds a reservation in.
+#[derive(Debug, Clone)]
+struct Held {
+    subject: String,
+    jurisdiction: Option<String>,
+    webhooks: Vec<String>,
+}
+
+/// A request admitted against its limits: settle or release it exactly once.
+#[derive(Debug, Clone, Default)]
+pub struct Reservation {
+    id: String,
+    held: Vec<Held>,
+    model: String,
+    upstream_model: String,
+    estimate: Amounts,
+    /// The limits the request was checked against, after its reservation (for headers).
+    pub limits: Vec<LimitStatus>,
+    /// Scopes whose store failed and whose failure mode is open: admitted without metering.
+    pub unmetered: Vec<String>,
+    prices: Option<policy::limits::PriceTable>,
+}
+
+/// What the usage event records of the quota stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QuotaSummary {
+    /// Estimated input and output tokens reserved before the call.
+    pub estimated_input_tokens: u64,
+    pub reserved_output_tokens: u64,
+    /// The cost charged in USD nanos (from the provider's usage), when a price is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<u64>,
+    /// Scopes admitted without metering because their store failed open.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmetered: Vec<String>,
+}
+
+impl Reservation {
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.unmetered.is_empty()
+    }
+
+    /// OpenAI's `x-ratelimit-*` headers for the limits checked.
+    pub fn headers(&self, now_ms: u64) -> Vec<(&'static str, String)> {
+        rate_limit_headers(&self.limits, now_ms)
+    }
+
+    pub fn summary(&self, cost: Option<Nanos>) -> QuotaSummary {
+        QuotaSummary {
+            estimated_input_tokens: self.estimate.input_tokens,
+            reserved_output_tokens: self.estimate.output_tokens,
+            cost_nanos: cost.map(|c| c.0),
+            unmetered: self.unmetered.clone(),
+        }
+    }
+
+    /// The cost of a finished call at the configured prices (the upstream model's price, else
+    /// the configured model name's).
+    pub fn cost(&self, usage: &Usage) -> Option<Nanos> {
+        let prices = self.prices.as_ref()?;
+        let usage = token_usage(usage);
+        prices.cost(&self.upstream_model, &usage).or_else(|| prices.cost(&self.model, &usage))
+    }
+}
+
+fn token_usage(usage: &Usage) -> TokenUsage {
+    TokenUsage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        total_tokens: usage.total_tokens,
+        cached_input_tokens: usage.cached_input_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+    }
+}
+
+/// Run `future` unless `ms` pass first.
+async fn within<H: Host, T>(host: &H, ms: u64, future: impl Future<Output = T>) -> Option<T> {
+    use futures::future::{select, Either};
+    match select(Box::pin(future), Box::pin(host.sleep(ms))).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
+}
+
+/// Admit the request against every limit that applies to it. `input_tokens` is the estimate
+/// of the prompt; the output reservation is `max_tokens` (or the configured default).
+pub async fn admit<H: Host>(
+    config: &Config,
+    route: &ModelRoute,
+    facts: &QuotaFacts<'_>,
+    input_tokens: u64,
+    max_output_tokens: Option<u64>,
+    request_id: &str,
+    host: &H,
+) -> Result<Reservation, GatewayError> {
+    let quota = &config.quota;
+    let output_tokens = output_reservation(max_output_tokens, quota.default_max_output_tokens.max(max_output_tokens.unwrap_or(0)));
+    let cost = quota
+        .prices
+        .estimate(&route.upstream_model, input_tokens, output_tokens)
+        .or_else(|| quota.prices.estimate(&route.name, input_tokens, output_tokens))
+        .unwrap_or(Nanos::ZERO);
+    let estimate = Amounts::estimate(input_tokens, output_tokens, cost);
+    let mut reservation = Reservation {
+        id: request_id.to_string(),
+        held: Vec::new(),
+        model: route.name.clone(),
+        upstream_model: route.upstream_model.clone(),
+        estimate,
+        limits: Vec::new(),
+        unmetered: Vec::new(),
+        prices: (!quota.groups.is_empty()).then(|| quota.prices.clone()),
+    };
+    if quota.groups.is_empty() {
+        return Ok(reservation);
+    }
+    let request_facts =
+        RequestFacts { key_id: facts.key_id, consumer: facts.consumer, tenant: facts.tenant, model: Some(&route.name), headers: facts.headers };
+    let jurisdiction = facts.tenant.and_then(|t| config.tenants.get(t)).and_then(|t| t.jurisdiction.clone());
+    let mut subjects = Vec::new();
+    for group in &quota.groups {
+        match group.scope.resolve(&request_facts) {
+            Ok(subject) => subjects.push((subject.key().to_string(), group)),
+            // A limit on a dimension the request does not have (no tenant, no header) does not apply.
+            Err(ScopeError::Missing(_) | ScopeError::Empty | ScopeError::EmptyHeaderName) => {}
+        }
+    }
+    subjects.sort_by(|a, b| a.0.cmp(&b.0));
+    let ttl_ms = DEFAULT_RESERVATION_TTL_MS;
+    for (subject, group) in subjects {
+        let op = CounterOp::Admit { specs: group.specs.clone(), amounts: estimate, reservation_id: request_id.to_string(), ttl_ms };
+        let reply = within(host, quota.store_timeout_ms, host.counter(&subject, jurisdiction.as_deref(), &op)).await;
+        let admission: Admission = match reply {
+            Some(Ok(CounterReply::Admitted(admission))) => admission,
+            _ if group.on_store_error == FailureMode::Open => {
+                reservation.unmetered.push(subject);
+                continue;
+            }
+            _ => {
+                release(&reservation, host).await;
+                return Err(GatewayError::QuotaUnavailable);
+            }
+        };
+        if !admission.allowed {
+            release(&reservation, host).await;
+            let binding = admission.binding().copied();
+            let mut limits = reservation.limits.clone();
+            limits.extend(admission.limits.iter().copied());
+            let headers = rate_limit_headers(&limits, host.now_ms()).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            return Err(GatewayError::RateLimited {
+                budget: binding.is_some_and(|b| b.metric == Metric::Cost),
+                window: binding.map(|b| b.window.name()).unwrap_or("minute"),
+                metric: binding.map(|b| b.metric.name()).unwrap_or("requests"),
+                too_large: admission.too_large,
+                retry_after_secs: admission.retry_after_ms.map(retry_after_secs),
+                headers,
+            });
+        }
+        reservation.limits.extend(admission.limits);
+        reservation.held.push(Held { subject, jurisdiction: jurisdiction.clone(), webhooks: group.webhooks.clone() });
+    }
+    Ok(reservation)
+}
+
+/// The call failed before any usage: give the reserved capacity back.
+pub async fn release<H: Host>(reservation: &Reservation, host: &H) {
+    for held in &reservation.held {
+        let op = CounterOp::Release { reservation_id: reservation.id.clone() };
+        // A lost release expires with the reservation's TTL.
+        let _ = host.counter(&held.subject, held.jurisdiction.as_deref(), &op).await;
+    }
+}
+
+/// Charge the provider's reported usage (the estimate when it reported none) and send a webhook
+/// for each budget threshold crossed.
+pub async fn settle<H: Host>(reservation: Reservation, usage: Option<Usage>, host: H) {
+    if reservation.held.is_empty() {
+        return;
+    }
+    let actual = match usage {
+        Some(usage) => {
+            let cost = reservation.cost(&usage).unwrap_or(Nanos::ZERO);
+            Amounts::from_usage(&token_usage(&usage), cost)
+        }
+        None => reservation.estimate,
+    };
+    for held in &reservation.held {
+        let op = CounterOp::Settle { reservation_id: reservation.id.clone(), actual };
+        if let Ok(CounterReply::Settled(settlement)) = host.counter(&held.subject, held.jurisdiction.as_deref(), &op).await {
+            for alert in settlement.alerts {
+                for url in &held.webhooks {
+                    send_alert(&host, url, &held.subject, &alert).await;
+                }
+            }
+        }
+    }
+}
+
+/// POST a budget alert. The body names the subject and the numbers, never a key.
+async fn send_alert<H: Host>(host: &H, url: &str, subject: &str, alert: &Alert) {
+    let body = json!({
+        "type": "budget_alert",
+        "subject": subject,
+        "metric": alert.metric.name(),
+        "window": alert.window.name(),
+        "percent": alert.percent,
+        "used_usd": Nanos(alert.used).to_string(),
+        "limit_usd": Nanos(alert.limit).to_string(),
+        "window_start_ms": alert.window_start_ms,
+        "window_end_ms": alert.window_end_ms,
+    });
+    let request = OutboundRequest {
+        method: "POST",
+        url: url.to_string(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+    };
+    let _ = within(host, 5_000, host.fetch(request)).await;
+}

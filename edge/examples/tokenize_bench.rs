@@ -48,7 +48,7 @@ fn prose(seed: u64, words: usize) -> String {
         }
         out.push_str(word);
         if i % 13 == 12 {
-            out.push(if (state >> 20) % 4 == 0 { '?' } else { '.' });
+            out.push(if (state >> 20).is_multiple_of(4) { '?' } else { '.' });
         } else if i % 7 == 6 {
             out.push(',');
         }

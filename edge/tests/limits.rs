@@ -114,7 +114,7 @@ fn streamed_usage_is_settled_after_the_stream_ends() {
     let (response, body) = run(&gateway, &host, chat(BOB, json!({ "model": "mock", "stream": true, "stream_options": {"include_usage": true}, "messages": [{ "role": "user", "content": "stream" }] })));
     assert_eq!(response.status, 200);
     let text = body.as_str().unwrap();
-    let usage_line = text.lines().filter(|l| l.contains("\"usage\"") && l.contains("completion_tokens")).last().unwrap();
+    let usage_line = text.lines().rfind(|l| l.contains("\"usage\"") && l.contains("completion_tokens")).unwrap();
     let usage: Value = serde_json::from_str(usage_line.trim_start_matches("data: ")).unwrap();
     let out = usage["usage"]["completion_tokens"].as_u64().unwrap();
     let limits = status(&host, "consumer:bob", None);

@@ -131,7 +131,7 @@ fn next_message(buf: &[u8]) -> Result<Option<(Message, usize)>, FrameError> {
     }
     let total = be_u32(&buf[0..4]);
     let headers_len = be_u32(&buf[4..8]);
-    if total < OVERHEAD || total > MAX_MESSAGE || headers_len > total - OVERHEAD {
+    if !(OVERHEAD..=MAX_MESSAGE).contains(&total) || headers_len > total - OVERHEAD {
         return Err(FrameError::Malformed("event-stream message lengths are invalid"));
     }
     if buf.len() < total {

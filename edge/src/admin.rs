@@ -33,8 +33,9 @@ fn bad_request(message: impl Into<String>, param: Option<&str>) -> GatewayError 
     GatewayError::InvalidRequest { message: message.into(), param: param.map(str::to_string) }
 }
 
-fn store_error(error: HostError) -> GatewayError {
-    GatewayError::ConfigUnavailable { detail: format!("key-value store: {}", error.0) }
+/// The store's own message stays out of the response (it may name bindings or keys).
+fn store_error(_error: HostError) -> GatewayError {
+    GatewayError::StoreUnavailable
 }
 
 /// One audit log entry. It names what changed, never a key or a secret.
@@ -69,7 +70,7 @@ pub async fn handle<H: Host>(config: &Config, request: Request, host: &H) -> Res
     let now = host.now_ms();
     match (method.as_str(), path.as_str()) {
         ("POST", "/admin/keys") => {
-            let body = crate::gateway::read_admin_json(request, 64 * 1024).await?;
+            let body = crate::gateway::read_json_value(request, 64 * 1024).await?;
             create_key(config, body, host, &actor, now).await
         }
         ("GET", p) if p.starts_with("/admin/consumers/") && p.ends_with("/keys") => {
@@ -84,7 +85,7 @@ pub async fn handle<H: Host>(config: &Config, request: Request, host: &H) -> Res
             Ok(Response::json(200, &json!({ "config": document })))
         }
         ("PUT", "/admin/config") => {
-            let body = crate::gateway::read_admin_json(request, config.limits.max_body_bytes).await?;
+            let body = crate::gateway::read_json_value(request, config.limits.max_body_bytes).await?;
             put_config(body, host, &actor, now).await
         }
         ("GET", "/admin/audit") => audit(host).await,
@@ -152,7 +153,9 @@ async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str
                 * 1000,
         ),
     };
-    let random = [host.random_u64(), host.random_u64(), host.random_u64(), host.random_u64()];
+    let bytes = host.secure_random();
+    let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let random = [word(0), word(1), word(2), word(3)];
     let (secret, record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
     let digest = hex::encode(Sha256::digest(secret.as_bytes()));
     let record_json = serde_json::to_string(&record).unwrap_or_default();

@@ -71,6 +71,9 @@ pub enum GatewayError {
     },
     /// The counter store could not be asked and the limit fails closed.
     QuotaUnavailable,
+    /// The key-value store (virtual keys, admin data) could not be read or written. Fails
+    /// closed: a key that cannot be checked is not accepted.
+    StoreUnavailable,
     /// Routing found no target for the request. `residency`: data-residency rules allow none of
     /// the model's targets (the request is never sent elsewhere); otherwise every allowed target
     /// is unhealthy right now. `excluded` lists target ids with the reason, never secrets.
@@ -86,7 +89,7 @@ impl GatewayError {
             UnsupportedContentType { .. } => 415,
             BodyTooLarge { .. } => 413,
             BodyRead { .. } | InvalidJson { .. } | InvalidRequest { .. } | UnsupportedOperation { .. } | ContentBlocked { .. } => 400,
-            ModerationUnavailable | QuotaUnavailable => 503,
+            ModerationUnavailable | QuotaUnavailable | StoreUnavailable => 503,
             RateLimited { .. } => 429,
             NoRouteTarget { residency: true, .. } => 403,
             NoRouteTarget { residency: false, .. } => 503,
@@ -110,7 +113,7 @@ impl GatewayError {
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => ErrorSource::Gateway,
             JwksUnavailable => ErrorSource::Upstream,
             ModerationUnavailable => ErrorSource::Upstream,
-            QuotaUnavailable => ErrorSource::Gateway,
+            QuotaUnavailable | StoreUnavailable => ErrorSource::Gateway,
             NoRouteTarget { residency: true, .. } => ErrorSource::Client,
             NoRouteTarget { residency: false, .. } => ErrorSource::Upstream,
             UpstreamConnect { .. }
@@ -167,6 +170,7 @@ impl GatewayError {
             RateLimited { budget: true, .. } => "insufficient_quota",
             RateLimited { .. } => "rate_limit_exceeded",
             QuotaUnavailable => "quota_store_unavailable",
+            StoreUnavailable => "store_unavailable",
             NoRouteTarget { residency: true, .. } => "residency_no_target",
             NoRouteTarget { residency: false, .. } => "no_healthy_target",
         }
@@ -182,7 +186,7 @@ impl GatewayError {
             UpstreamStatus { status: 429, .. } => "rate_limit_error",
             RateLimited { budget: false, .. } => "rate_limit_error",
             RateLimited { budget: true, .. } => "insufficient_quota",
-            QuotaUnavailable => "api_error",
+            QuotaUnavailable | StoreUnavailable => "api_error",
             NoRouteTarget { residency: true, .. } => "permission_error",
             NoRouteTarget { residency: false, .. } => "api_error",
             ConfigInvalid { .. } | ConfigUnavailable { .. } | MissingSecret { .. } => "server_error",
@@ -259,6 +263,7 @@ impl GatewayError {
             }
             RateLimited { metric, window, .. } => format!("Rate limit reached for {metric} per {window}; retry after the time in Retry-After."),
             QuotaUnavailable => "The rate-limit store could not be reached; the request was not sent. Retry shortly.".into(),
+            StoreUnavailable => "The gateway's key-value store could not be reached; nothing was changed or sent. Retry shortly.".into(),
             NoRouteTarget { model, residency: true, excluded } => format!(
                 "No target of '{model}' is allowed by the data-residency rules for this request; it was not sent anywhere ({excluded})."
             ),
@@ -314,7 +319,7 @@ impl GatewayError {
         if matches!(self, GatewayError::NoRouteTarget { residency: false, .. }) {
             response = response.with_header("retry-after", "5");
         }
-        if matches!(self, GatewayError::QuotaUnavailable) {
+        if matches!(self, GatewayError::QuotaUnavailable | GatewayError::StoreUnavailable) {
             response = response.with_header("retry-after", "1");
         }
         if let GatewayError::MethodNotAllowed { allowed, .. } = self {

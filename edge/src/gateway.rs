@@ -125,6 +125,8 @@ pub struct Caller {
     /// An identifier of the credential (never the credential): a digest prefix of an API key.
     pub key_id: Option<String>,
     via_jwt: bool,
+    /// A virtual key's own model allow-list: narrows what its consumer may use.
+    key_models: Option<policy::access::ModelAccess>,
 }
 
 impl Caller {
@@ -285,6 +287,11 @@ impl Gateway {
     }
 
     async fn serve<H: Host>(&self, request: Request, host: &H, trace: &mut Trace) -> Result<Response, GatewayError> {
+        if request.path == "/admin" || request.path.starts_with("/admin/") {
+            trace.operation = "admin";
+            let config = self.config(host).await?;
+            return crate::admin::handle(&config, request, host).await;
+        }
         let route = Route::from_path(&request.path).ok_or_else(|| GatewayError::NotFound { path: request.path.clone() })?;
         trace.operation = route.operation();
         if request.method != route.allowed_method() {
@@ -369,7 +376,21 @@ impl Gateway {
                 ..Caller::default()
             }),
             Err(policy::AuthError::MissingCredential) => Err(GatewayError::MissingCredential),
-            Err(policy::AuthError::InvalidCredential) => Err(GatewayError::InvalidCredential),
+            Err(policy::AuthError::InvalidCredential) => {
+                // Not in the configuration: maybe a key issued through the admin API.
+                let record = match presented {
+                    Some(token) => crate::admin::virtual_key(token, host).await?,
+                    None => None,
+                };
+                let record = record.ok_or(GatewayError::InvalidCredential)?;
+                Ok(Caller {
+                    tenant: record.tenant.clone().or_else(|| config.consumer_tenants.get(&record.consumer).cloned()),
+                    key_id: Some(record.id),
+                    key_models: Some(record.models.map_or_else(policy::access::ModelAccess::all, policy::access::ModelAccess::new)),
+                    consumer: Some(record.consumer),
+                    ..Caller::default()
+                })
+            }
         }
     }
 
@@ -423,7 +444,7 @@ impl Gateway {
             }
         }
         match verdict {
-            Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, key_id: None, via_jwt: true }),
+            Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, key_id: None, via_jwt: true, key_models: None }),
             Err(error) => Err(GatewayError::InvalidToken { reason: error.code() }),
         }
     }
@@ -1115,6 +1136,11 @@ fn resolve<'c>(
 }
 
 fn may_use(config: &Config, caller: &Caller, model: &str) -> bool {
+    if let Some(key_models) = &caller.key_models {
+        // A virtual key: its own list, within its consumer's when the consumer is configured.
+        let consumer_allows = config.access_for(caller.consumer.as_deref()).is_none_or(|a| a.allows(model));
+        return key_models.allows(model) && consumer_allows;
+    }
     match (&caller.consumer, caller.via_jwt, &config.jwt) {
         (None, ..) => true,
         (Some(_), true, Some(jwt)) => caller.tier.as_ref().and_then(|t| jwt.tiers.get(t)).unwrap_or(&jwt.models).allows(model),
@@ -1170,6 +1196,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyReadError> {
 }
 
 /// Check the content type and read the body within the configured limit.
+/// A JSON request body parsed as a value (the admin API's bodies).
+pub(crate) async fn read_json_value(request: Request, limit: usize) -> Result<Value, GatewayError> {
+    let bytes = read_json_body(request, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::InvalidJson { detail: e.to_string() })
+}
+
 async fn read_json_body(request: Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
     let content_type = request.header("content-type").map(str::to_string);
     let is_json = content_type

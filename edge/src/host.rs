@@ -12,7 +12,7 @@
 //!
 //! | method     | Cloudflare Workers                        | in-memory host           |
 //! |------------|-------------------------------------------|--------------------------|
-//! | `kv_get`   | Workers KV: eventually consistent (~60 s) | immediate                |
+//! | `kv_get`/`kv_put`/`kv_list` | Workers KV: eventually consistent (~60 s) | immediate |
 //! | `fetch`    | `fetch()` subrequest, streamed body       | scripted upstreams       |
 //! | `sleep`    | `setTimeout`                              | resolves at once (virtual time) |
 //! | `counter`  | one Durable Object per subject: strongly consistent, one op at a time, durable | a map applied atomically |
@@ -126,8 +126,12 @@ pub trait Host: Clone + 'static {
     /// Milliseconds since the Unix epoch. On Workers this only advances across I/O.
     fn now_ms(&self) -> u64;
 
-    /// 64 random bits (request ids, later jitter and sampling).
+    /// 64 random bits (request ids, jitter, sampling); not for secrets.
     fn random_u64(&self) -> u64;
+
+    /// 32 bytes from a cryptographically secure source (`crypto.getRandomValues` on Workers,
+    /// `wasi:random` on Spin), for secrets the gateway issues: virtual API keys.
+    fn secure_random(&self) -> [u8; 32];
 
     /// A timer that completes after `ms` milliseconds; used for upstream timeouts.
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> + 'static;
@@ -138,8 +142,15 @@ pub trait Host: Clone + 'static {
     /// The configuration document shipped with the deployment (a Worker var), if any.
     fn shipped_config(&self) -> Option<String>;
 
-    /// Read a value from the platform's key-value store (config; later cache).
+    /// Read a value from the platform's key-value store (config, virtual keys, audit log).
     async fn kv_get(&self, key: &str) -> Result<Option<String>, HostError>;
+
+    /// Write a value to the key-value store. An error when the platform has no store bound (the
+    /// admin API needs one; reads without a store just find nothing).
+    async fn kv_put(&self, key: &str, value: &str) -> Result<(), HostError>;
+
+    /// Every key that starts with `prefix`, in lexicographic order (all pages).
+    async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, HostError>;
 
     /// Send a request upstream. Resolves when the response head has arrived; the body streams.
     /// Dropping the returned body must cancel the upstream call.

@@ -5,6 +5,7 @@
 //! configuration, authentication, provider translation, streaming, errors) lives here and
 //! compiles to `wasm32-unknown-unknown` with no host SDK types.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod event;

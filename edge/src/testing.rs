@@ -110,7 +110,8 @@ impl MemoryHost {
         self
     }
 
-    pub fn kv_put(&self, key: &str, value: &str) {
+    /// Put a value in KV directly (test setup).
+    pub fn kv_set(&self, key: &str, value: &str) {
         self.inner.kv.borrow_mut().insert(key.into(), value.into());
     }
 
@@ -231,6 +232,15 @@ impl Host for MemoryHost {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    fn secure_random(&self) -> [u8; 32] {
+        // Deterministic in tests; distinct per call.
+        let mut out = [0u8; 32];
+        for chunk in out.chunks_mut(8) {
+            chunk.copy_from_slice(&self.random_u64().to_le_bytes());
+        }
+        out
+    }
+
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> + 'static {
         Sleep { inner: self.inner.clone(), deadline_ms: self.inner.clock_ms.get().saturating_add(ms) }
     }
@@ -248,6 +258,23 @@ impl Host for MemoryHost {
             return Err(HostError("store unavailable".into()));
         }
         Ok(self.inner.kv.borrow().get(key).cloned())
+    }
+
+    async fn kv_put(&self, key: &str, value: &str) -> Result<(), HostError> {
+        if self.inner.kv_broken.get() {
+            return Err(HostError("store unavailable".into()));
+        }
+        self.inner.kv.borrow_mut().insert(key.into(), value.into());
+        Ok(())
+    }
+
+    async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, HostError> {
+        if self.inner.kv_broken.get() {
+            return Err(HostError("store unavailable".into()));
+        }
+        let mut keys: Vec<String> = self.inner.kv.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        keys.sort_unstable();
+        Ok(keys)
     }
 
     async fn fetch(&self, request: OutboundRequest) -> Result<OutboundResponse, FetchError> {

@@ -452,7 +452,7 @@ fn kv_config_overrides_the_shipped_one_and_survives_a_kv_outage() {
     let host = host();
     let gateway = Gateway::new();
     let kv_config = config("").replace("\"secret-model\"", "\"kv-only\"").replace("\"mock\", \"mock-embed\"", "\"kv-only\", \"mock\", \"mock-embed\"");
-    host.kv_put("config", &kv_config);
+    host.kv_set("config", &kv_config);
     let body = r#"{"model":"kv-only","messages":[{"role":"user","content":"x"}]}"#;
     let response = futures::executor::block_on(gateway.handle(post("/v1/chat/completions", body), &host));
     assert_eq!(response.status, 200);

@@ -275,7 +275,7 @@ describe("invalid configuration", () => {
     const cases = [
       [makeConfig({ limits: { max_body_bytes: "big" } }), /limits\.max_body_bytes/],
       [{ ...makeConfig(), surprise: true }, /surprise/],
-      [makeConfig({ providers: { up2: { kind: "openai" } }, models: { x: { provider: "up2" } } }), /providers\.up2\b.*base_url/],
+      [makeConfig({ providers: { up2: { kind: "openai_compatible" } }, models: { x: { provider: "up2" } } }), /providers\.up2\b.*base_url/],
       ['{"models": {', null],
     ];
     for (const [doc, pattern] of cases) {

@@ -53,6 +53,18 @@ impl edge::Host for WorkerHost {
         (high << 32) | low
     }
 
+    fn secure_random(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let bytes = js_sys::Uint8Array::new_with_length(32);
+        // `crypto.getRandomValues` is on the global scope of every Worker.
+        let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).expect("Workers have crypto");
+        let get_random_values: js_sys::Function =
+            js_sys::Reflect::get(&crypto, &"getRandomValues".into()).expect("crypto.getRandomValues").into();
+        get_random_values.call1(&crypto, &bytes).expect("crypto.getRandomValues never fails for 32 bytes");
+        bytes.copy_to(&mut out);
+        out
+    }
+
     fn sleep(&self, ms: u64) -> impl std::future::Future<Output = ()> + 'static {
         Delay::from(Duration::from_millis(ms))
     }
@@ -70,6 +82,29 @@ impl edge::Host for WorkerHost {
             return Ok(None); // KV is optional: without the binding the shipped config is used.
         };
         kv.get(key).text().await.map_err(|e| HostError(e.to_string()))
+    }
+
+    async fn kv_put(&self, key: &str, value: &str) -> std::result::Result<(), HostError> {
+        let kv = self.env.kv(KV_BINDING).map_err(|_| HostError(format!("no KV namespace bound as {KV_BINDING}")))?;
+        kv.put(key, value).map_err(|e| HostError(e.to_string()))?.execute().await.map_err(|e| HostError(e.to_string()))
+    }
+
+    async fn kv_list(&self, prefix: &str) -> std::result::Result<Vec<String>, HostError> {
+        let Ok(kv) = self.env.kv(KV_BINDING) else { return Ok(Vec::new()) };
+        let mut names = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut list = kv.list().prefix(prefix.to_string());
+            if let Some(cursor) = cursor.take() {
+                list = list.cursor(cursor);
+            }
+            let page = list.execute().await.map_err(|e| HostError(e.to_string()))?;
+            names.extend(page.keys.into_iter().map(|k| k.name));
+            match page.cursor.filter(|_| !page.list_complete) {
+                Some(next) => cursor = Some(next),
+                None => return Ok(names),
+            }
+        }
     }
 
     async fn fetch(&self, request: OutboundRequest) -> std::result::Result<OutboundResponse, FetchError> {

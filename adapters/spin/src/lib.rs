@@ -13,7 +13,7 @@
 //!
 //! | method     | Spin                                                                       |
 //! |------------|----------------------------------------------------------------------------|
-//! | `kv_get`   | store `default`: eventually consistent when hosted (SQLite under `spin up`) |
+//! | `kv_get`/`kv_put`/`kv_list` | store `default`: eventually consistent when hosted (SQLite under `spin up`) |
 //! | `fetch`    | `wasi:http/client.send`, streamed body; dropping the body cancels the call |
 //! | `sleep`    | `wasi:clocks/monotonic-clock.wait-for`                                      |
 //! | `secret`   | Spin variables, read once per component instance (blocks on first read)    |
@@ -91,6 +91,13 @@ impl edge::Host for SpinHost {
         spin_sdk::wasip3::random::insecure::get_insecure_random_u64() // request ids only
     }
 
+    fn secure_random(&self) -> [u8; 32] {
+        let bytes = spin_sdk::wasip3::random::random::get_random_bytes(32);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&bytes[..32]);
+        out
+    }
+
     fn sleep(&self, ms: u64) -> impl std::future::Future<Output = ()> + 'static {
         spin_sdk::time::sleep(Duration::from_millis(ms))
     }
@@ -120,6 +127,23 @@ impl edge::Host for SpinHost {
             }
             Err(e) => Err(HostError(format!("key-value get {key}: {e}"))),
         }
+    }
+
+    async fn kv_put(&self, key: &str, value: &str) -> Result<(), HostError> {
+        let store = Store::open(KV_STORE).await.map_err(|e| HostError(format!("key-value store {KV_STORE}: {e}")))?;
+        store.set(key, value.as_bytes()).await.map_err(|e| HostError(format!("key-value set {key}: {e}")))
+    }
+
+    async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, HostError> {
+        let store = match Store::open(KV_STORE).await {
+            Ok(store) => store,
+            Err(key_value::Error::NoSuchStore | key_value::Error::AccessDenied) => return Ok(Vec::new()),
+            Err(e) => return Err(HostError(format!("key-value store {KV_STORE}: {e}"))),
+        };
+        let keys = store.get_keys().await.collect().await.map_err(|e| HostError(format!("key-value list: {e}")))?;
+        let mut keys: Vec<String> = keys.into_iter().filter(|k| k.starts_with(prefix)).collect();
+        keys.sort_unstable();
+        Ok(keys)
     }
 
     async fn fetch(&self, request: OutboundRequest) -> Result<OutboundResponse, FetchError> {

@@ -1,0 +1,200 @@
+//! The admin API through the whole pipeline against the in-memory host: its own credential (and
+//! only it), virtual keys issued once and usable at once, model allow-lists, expiry and
+//! revocation, configuration replacement with validation, usage reads, and the audit log.
+
+use edge::testing::{collect_body, MemoryHost};
+use edge::{Body, Gateway, Request, RequestFacts, Response};
+use serde_json::{json, Value};
+
+const ADMIN: &str = "adm-0123456789abcdef0123456789abcdef";
+const WEB: &str = "sk-client-web";
+
+fn hex_sha256(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn config() -> Value {
+    json!({
+        "limits": { "config_refresh_ms": 0 },
+        "auth": { "mode": "api_keys", "consumers": [{ "id": "web", "key_sha256": hex_sha256(WEB), "tenant": "acme" }] },
+        "tenants": { "acme": {} },
+        "admin": { "key_sha256": hex_sha256(ADMIN) },
+        "providers": { "mock": { "kind": "mock" } },
+        "models": { "mock": { "provider": "mock" }, "mock-large": { "provider": "mock" }, "mock-embed": { "provider": "mock", "type": "embeddings" } },
+        "rate_limits": [{ "scope": ["key"], "metric": "requests", "window": "day", "limit": 100 }]
+    })
+}
+
+fn request(method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Request {
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(key) = key {
+        headers.push(("authorization".into(), format!("Bearer {key}")));
+    }
+    Request {
+        method: method.into(),
+        path: path.into(),
+        headers,
+        body: body.map_or(Body::Empty, |b| Body::Bytes(b.to_string().into_bytes())),
+        facts: RequestFacts::default(),
+    }
+}
+
+fn run(gateway: &Gateway, host: &MemoryHost, request: Request) -> (Response, Value, String) {
+    host.block_on(async {
+        let mut response = gateway.handle(request, host).await;
+        let body = collect_body(std::mem::replace(&mut response.body, Body::Empty)).await;
+        host.run_background().await;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        (response, serde_json::from_str(&text).unwrap_or(Value::Null), text)
+    })
+}
+
+fn chat(model: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }] })
+}
+
+fn setup() -> (Gateway, MemoryHost) {
+    (Gateway::new(), MemoryHost::new().with_config(&config().to_string()))
+}
+
+fn create_key(gateway: &Gateway, host: &MemoryHost, body: Value) -> (String, Value) {
+    let (response, value, text) = run(gateway, host, request("POST", "/admin/keys", Some(ADMIN), Some(body)));
+    assert_eq!(response.status, 201, "{text}");
+    (value["key"].as_str().unwrap().to_string(), value["record"].clone())
+}
+
+#[test]
+fn only_the_admin_credential_opens_the_admin_api() {
+    let (gateway, host) = setup();
+    let (missing, body, _) = run(&gateway, &host, request("GET", "/admin/audit", None, None));
+    assert_eq!(missing.status, 401);
+    assert!(body["error"]["message"].is_string());
+    let (wrong, _, _) = run(&gateway, &host, request("GET", "/admin/audit", Some("adm-wrong"), None));
+    assert_eq!(wrong.status, 401);
+    // A consumer key never opens the admin API...
+    let (consumer, _, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(WEB), None));
+    assert_eq!(consumer.status, 401);
+    // ...and the admin key never opens /v1.
+    let (admin_on_v1, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(ADMIN), Some(chat("mock"))));
+    assert_eq!(admin_on_v1.status, 401);
+    let (ok, _, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn without_an_admin_credential_configured_there_is_no_admin_api() {
+    let mut doc = config();
+    doc.as_object_mut().unwrap().remove("admin");
+    let host = MemoryHost::new().with_config(&doc.to_string());
+    let (response, body, _) = run(&Gateway::new(), &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(response.status, 404);
+    assert_eq!(body["error"]["type"], "not_found_error");
+}
+
+#[test]
+fn an_issued_key_is_shown_once_works_at_once_and_is_stored_hashed() {
+    let (gateway, host) = setup();
+    let (key, record) = create_key(&gateway, &host, json!({ "consumer": "partner", "tenant": "acme", "name": "ci" }));
+    assert!(key.starts_with("sk-gw-") && key.len() == 6 + 64, "{key}");
+    assert!(record["id"].as_str().unwrap().starts_with("vk_"));
+    let (response, body, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat("mock"))));
+    assert_eq!(response.status, 200, "{body}");
+    let event = host.events().pop().unwrap();
+    assert_eq!(event.consumer.as_deref(), Some("partner"));
+    assert_eq!(event.tenant.as_deref(), Some("acme"));
+    // Neither listings nor the audit log nor the store ever hold the key itself.
+    let (_, _, listing) = run(&gateway, &host, request("GET", "/admin/consumers/partner/keys", Some(ADMIN), None));
+    assert!(listing.contains(record["id"].as_str().unwrap()) && listing.contains("\"status\":\"active\""), "{listing}");
+    let (_, _, audit) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert!(audit.contains("key.create"), "{audit}");
+    for text in [listing, audit] {
+        assert!(!text.contains(&key[6..]), "the key leaked: {text}");
+    }
+}
+
+#[test]
+fn a_key_is_limited_to_its_models() {
+    let (gateway, host) = setup();
+    let (key, _) = create_key(&gateway, &host, json!({ "consumer": "partner", "models": ["mock"] }));
+    let (allowed, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat("mock"))));
+    assert_eq!(allowed.status, 200);
+    let (denied, body, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat("mock-large"))));
+    assert_eq!(denied.status, 403, "{body}");
+    let (models, body, _) = run(&gateway, &host, request("GET", "/v1/models", Some(&key), None));
+    assert_eq!(models.status, 200);
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["mock"]);
+    // Unknown models are refused when the key is created.
+    let (bad, body, _) = run(&gateway, &host, request("POST", "/admin/keys", Some(ADMIN), Some(json!({ "consumer": "x", "models": ["nope"] }))));
+    assert_eq!(bad.status, 400);
+    assert_eq!(body["error"]["param"], "models");
+}
+
+#[test]
+fn revoked_and_expired_keys_are_refused() {
+    let (gateway, host) = setup();
+    let (revoked, record) = create_key(&gateway, &host, json!({ "consumer": "partner" }));
+    host.advance(1);
+    let (expiring, _) = create_key(&gateway, &host, json!({ "consumer": "partner", "expires_in_secs": 60 }));
+    let id = record["id"].as_str().unwrap();
+    host.advance(1);
+    let (response, body, _) = run(&gateway, &host, request("DELETE", &format!("/admin/keys/{id}"), Some(ADMIN), None));
+    assert_eq!(response.status, 200);
+    assert_eq!(body["status"], "revoked");
+    let (refused, body, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&revoked), Some(chat("mock"))));
+    assert_eq!(refused.status, 401);
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    let (ok, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&expiring), Some(chat("mock"))));
+    assert_eq!(ok.status, 200);
+    host.advance(60_000);
+    let (expired, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&expiring), Some(chat("mock"))));
+    assert_eq!(expired.status, 401);
+    // Unknown ids are 404; the audit log has both changes.
+    let (missing, _, _) = run(&gateway, &host, request("DELETE", "/admin/keys/vk_0000000000000000", Some(ADMIN), None));
+    assert_eq!(missing.status, 404);
+    let (_, audit, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    let actions: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["key.revoke", "key.create", "key.create"], "newest first");
+}
+
+#[test]
+fn a_lookalike_key_that_was_never_issued_is_refused() {
+    let (gateway, host) = setup();
+    let fake = format!("sk-gw-{}", "ab".repeat(32));
+    let (response, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&fake), Some(chat("mock"))));
+    assert_eq!(response.status, 401);
+    // A store outage fails closed: 503, never an open door.
+    host.break_kv(true);
+    let (response, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&fake), Some(chat("mock"))));
+    assert_eq!(response.status, 503);
+}
+
+#[test]
+fn the_configuration_is_validated_replaced_and_audited() {
+    let (gateway, host) = setup();
+    let (bad, body, _) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(json!({ "models": { "x": { "provider": "nowhere" } } }))));
+    assert_eq!(bad.status, 400, "{body}");
+    let (not_json, body, _) = run(&gateway, &host, Request { body: Body::Bytes(b"{nope".to_vec()), ..request("PUT", "/admin/config", Some(ADMIN), None) });
+    assert_eq!(not_json.status, 400);
+    assert_eq!(body["error"]["code"], "invalid_json");
+    // Set a tighter limit through the API: it applies to the next request.
+    let mut doc = config();
+    doc["rate_limits"] = json!([{ "scope": ["consumer"], "metric": "requests", "window": "minute", "limit": 1 }]);
+    let (ok, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(doc.clone())));
+    assert_eq!(ok.status, 200, "{text}");
+    let (_, current, _) = run(&gateway, &host, request("GET", "/admin/config", Some(ADMIN), None));
+    assert_eq!(current["config"]["rate_limits"], doc["rate_limits"]);
+    assert_eq!(run(&gateway, &host, request("POST", "/v1/chat/completions", Some(WEB), Some(chat("mock")))).0.status, 200);
+    assert_eq!(run(&gateway, &host, request("POST", "/v1/chat/completions", Some(WEB), Some(chat("mock")))).0.status, 429);
+    // Usage of the subject, read from its counter.
+    let (usage, body, text) = run(&gateway, &host, request("GET", "/admin/usage/consumer:web", Some(ADMIN), None));
+    assert_eq!(usage.status, 200, "{text}");
+    assert_eq!(body["subject"], "consumer:web");
+    assert!(text.contains("\"used\":1"), "{text}");
+    let (_, audit, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(audit["data"][0]["action"], "config.update");
+    // Wrong methods and unknown paths are clear errors.
+    assert_eq!(run(&gateway, &host, request("PATCH", "/admin/config", Some(ADMIN), None)).0.status, 405);
+    assert_eq!(run(&gateway, &host, request("GET", "/admin/nothing", Some(ADMIN), None)).0.status, 404);
+}

@@ -4,7 +4,8 @@
 //!
 //! Routes: `POST /admin/keys` (create; the key is in the response, the only time it is shown),
 //! `GET /admin/consumers/{consumer}/keys`, `DELETE /admin/keys/{id}` (revoke),
-//! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`.
+//! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`,
+//! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`).
 //!
 //! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
 //! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.
@@ -50,7 +51,7 @@ async fn write_audit<H: Host>(host: &H, entry: &Value) -> Result<(), GatewayErro
 }
 
 /// Handle `/admin/...`. `path` is the request path; the body is read here when needed.
-pub async fn handle<H: Host>(config: &Config, request: Request, host: &H) -> Result<Response, GatewayError> {
+pub async fn handle<H: Host>(gateway: &crate::Gateway, config: &Config, request: Request, host: &H) -> Result<Response, GatewayError> {
     let Some(admin) = &config.admin else {
         return Err(GatewayError::NotFound { path: request.path.clone() });
     };
@@ -89,7 +90,24 @@ pub async fn handle<H: Host>(config: &Config, request: Request, host: &H) -> Res
             put_config(body, host, &actor, now).await
         }
         ("GET", "/admin/audit") => audit(host).await,
-        (_, p) if p.starts_with("/admin/keys") || p.starts_with("/admin/usage/") || ["/admin/config", "/admin/audit"].contains(&p) => {
+        ("POST", "/admin/carbon/refresh") => {
+            use crate::carbon::RefreshError;
+            match gateway.refresh_carbon(config, host).await {
+                Ok(report) => {
+                    let detail = json!({ "updated": report.updated.len(), "failed": report.failed.len() });
+                    write_audit(host, &audit_entry(now, &actor, "carbon.refresh", "carbon", detail)).await?;
+                    Ok(Response::json(200, &json!({ "fetched_at_ms": report.fetched_at_ms, "updated": report.updated, "failed": report.failed })))
+                }
+                Err(RefreshError::NotConfigured) => Err(bad_request("The configuration has no carbon_feed.", None)),
+                Err(RefreshError::MissingSecret { name }) => Err(GatewayError::MissingSecret { name }),
+                Err(RefreshError::NoValues { failed }) => Err(GatewayError::UpstreamInvalidResponse {
+                    provider: "carbon_feed".into(),
+                    detail: format!("no zone returned a usable carbonIntensity ({failed:?}); the previous values were kept"),
+                }),
+                Err(RefreshError::Store) => Err(GatewayError::StoreUnavailable),
+            }
+        }
+        (_, p) if p.starts_with("/admin/keys") || p.starts_with("/admin/usage/") || ["/admin/config", "/admin/audit", "/admin/carbon/refresh"].contains(&p) => {
             Err(GatewayError::MethodNotAllowed { method, allowed: "GET, POST, PUT, DELETE" })
         }
         _ => Err(GatewayError::NotFound { path }),

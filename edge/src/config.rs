@@ -72,6 +72,22 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     residency: RawResidency,
+    /// Live grid carbon intensity (Electricity Maps), refreshed on a schedule into KV.
+    #[serde(default)]
+    carbon_feed: Option<RawCarbonFeed>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCarbonFeed {
+    #[serde(default)]
+    base_url: Option<String>,
+    /// The NAME of the secret holding the Electricity Maps API token.
+    token_secret: String,
+    /// Cloud region (as in targets' `region`) -> Electricity Maps zone (e.g. `DE`).
+    zones: BTreeMap<String, String>,
+    #[serde(default)]
+    max_age_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -710,10 +726,26 @@ pub struct Config {
     pub tenants: BTreeMap<String, Tenant>,
     pub quota: Quota,
     pub admin: Option<Admin>,
+    pub carbon_feed: Option<CarbonFeed>,
     /// Models served by several targets, with how to choose among them.
     pub routes: BTreeMap<String, policy::route::RouteSpec>,
     pub residency: Residency,
 }
+
+/// Where live carbon intensities come from (see `crate::carbon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarbonFeed {
+    /// Electricity Maps API root, e.g. `https://api.electricitymap.org/v3`.
+    pub base_url: String,
+    pub token_secret: String,
+    /// Region -> zone; at most [`MAX_CARBON_ZONES`] (one subrequest each per refresh).
+    pub zones: BTreeMap<String, String>,
+    /// Live values older than this are not used (default 2 h).
+    pub max_age_ms: u64,
+}
+
+/// Zones per refresh: Workers allow 50 subrequests per invocation on the free plan.
+pub const MAX_CARBON_ZONES: usize = 40;
 
 /// The admin API's credential (its SHA-256; the key itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1117,6 +1149,25 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             }
         }
     }
+    let carbon_feed = raw.carbon_feed.map(|feed| {
+        let mut check = ProviderCheck { path: "carbon_feed", issues: Vec::new() };
+        let base_url = check.url(feed.base_url, Some("https://api.electricitymap.org/v3".into()), "base_url");
+        check.secret(&feed.token_secret, "token_secret");
+        if feed.zones.is_empty() || feed.zones.len() > MAX_CARBON_ZONES {
+            check.issue("zones", format!("must map between 1 and {MAX_CARBON_ZONES} regions to Electricity Maps zones"));
+        }
+        if feed.zones.values().any(|z| z.trim().is_empty()) {
+            check.issue("zones", "zone names must not be empty".into());
+        }
+        let max_age_ms = feed.max_age_ms.unwrap_or(2 * 3_600_000);
+        if max_age_ms < 60_000 {
+            check.issue("max_age_ms", "must be at least 60000 (one minute)".into());
+        }
+        for (path, message) in check.issues {
+            issue(path, message);
+        }
+        CarbonFeed { base_url, token_secret: feed.token_secret, zones: feed.zones, max_age_ms }
+    });
     let residency = Residency {
         eu_visitors: raw.residency.eu_visitors.map(|v| v.into_iter().map(|j| j.to_ascii_lowercase()).collect()),
         trusted_header: raw.residency.trusted_header.map(|h| h.to_ascii_lowercase()),
@@ -1190,7 +1241,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let quota = validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
 
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, tenants, quota, admin, routes, residency })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, tenants, quota, admin, routes, residency, carbon_feed })
     } else {
         Err(ConfigErrors(issues))
     }

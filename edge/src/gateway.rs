@@ -102,6 +102,14 @@ pub struct Gateway {
     jwks: RefCell<Option<JwksCache>>,
     /// Observed health and latency of routing targets, per isolate.
     health: RefCell<policy::route::HealthView>,
+    /// Live carbon intensities read from KV, re-read every [`crate::carbon::RECHECK_MS`].
+    carbon: RefCell<Option<CarbonCache>>,
+}
+
+/// The routing carbon table as last read from the key-value store.
+struct CarbonCache {
+    checked_at_ms: u64,
+    live: Option<crate::carbon::LiveIntensities>,
 }
 
 /// A fetched JWKS document's keys and when they were fetched (and last tried).
@@ -185,7 +193,7 @@ impl Trace {
             quota: self.quota.clone(),
             route: self.route.clone().map(|mut route| {
                 if let Some(usage) = &self.usage {
-                    let table = policy::route::CarbonTable::shipped();
+                    let table = route.carbon_table.as_deref().unwrap_or_else(|| policy::route::CarbonTable::shipped());
                     route.gco2e = Some(table.gco2e(usage.input_tokens, usage.output_tokens, route.params_b, &route.provider, &route.region));
                 }
                 route
@@ -265,6 +273,52 @@ impl Gateway {
         response
     }
 
+    /// The carbon table to route with: live values from KV when a feed is configured and they
+    /// are fresh, else the shipped annual table (`None`), and which of the two it is.
+    async fn carbon_table<H: Host>(&self, config: &Config, host: &H) -> (Option<Rc<policy::route::CarbonTable>>, crate::carbon::CarbonData) {
+        let Some(feed) = &config.carbon_feed else { return (None, crate::carbon::CarbonData::Annual) };
+        let now = host.now_ms();
+        let due = self.carbon.borrow().as_ref().is_none_or(|c| now.saturating_sub(c.checked_at_ms) >= crate::carbon::RECHECK_MS);
+        if due {
+            // A store error keeps what this isolate had (or nothing: annual values, flagged stale).
+            let read = host.kv_get(crate::carbon::LIVE_KEY).await;
+            let mut slot = self.carbon.borrow_mut();
+            let previous = slot.take().and_then(|c| c.live);
+            let live = match read {
+                Ok(text) => text.and_then(|t| serde_json::from_str(&t).ok()),
+                Err(_) => previous,
+            };
+            *slot = Some(CarbonCache { checked_at_ms: now, live });
+        }
+        let slot = self.carbon.borrow();
+        crate::carbon::table_from(Some(feed), slot.as_ref().and_then(|c| c.live.as_ref()), now)
+    }
+
+    /// Scheduled work (a Workers cron trigger): refresh live carbon intensities when a feed is
+    /// configured. Returns a one-line summary for the platform's log; never the token.
+    pub async fn scheduled<H: Host>(&self, host: &H) -> String {
+        let config = match self.config(host).await {
+            Ok(config) => config,
+            Err(error) => return format!("scheduled: no usable configuration ({})", error.label()),
+        };
+        let Some(feed) = &config.carbon_feed else { return "scheduled: no carbon_feed configured; nothing to do".into() };
+        let outcome = crate::carbon::refresh(feed, host).await;
+        // This isolate re-reads the new values on its next routed request.
+        self.carbon.replace(None);
+        match outcome {
+            Ok(report) => format!("scheduled: carbon intensities refreshed for {} regions, {} failed {:?}", report.updated.len(), report.failed.len(), report.failed),
+            Err(error) => format!("scheduled: carbon refresh stored nothing: {error:?}"),
+        }
+    }
+
+    /// `POST /admin/carbon/refresh`: the same refresh, for hosts without cron triggers.
+    pub(crate) async fn refresh_carbon<H: Host>(&self, config: &Config, host: &H) -> Result<crate::carbon::RefreshReport, crate::carbon::RefreshError> {
+        let feed = config.carbon_feed.as_ref().ok_or(crate::carbon::RefreshError::NotConfigured)?;
+        let outcome = crate::carbon::refresh(feed, host).await;
+        self.carbon.replace(None);
+        outcome
+    }
+
     fn cached_config(&self) -> Option<Rc<Config>> {
         self.config.borrow().as_ref().and_then(|c| c.parsed.as_ref().ok().cloned())
     }
@@ -290,7 +344,7 @@ impl Gateway {
         if request.path == "/admin" || request.path.starts_with("/admin/") {
             trace.operation = "admin";
             let config = self.config(host).await?;
-            return crate::admin::handle(&config, request, host).await;
+            return crate::admin::handle(self, &config, request, host).await;
         }
         let route = Route::from_path(&request.path).ok_or_else(|| GatewayError::NotFound { path: request.path.clone() })?;
         trace.operation = route.operation();
@@ -727,9 +781,11 @@ impl Gateway {
         let route_facts = route_facts(config, caller, request, headers, facts);
         let spec = policy::route::resolve_route(spec, &route_facts, &config.routes).map_err(|e| route_error(&route.name, e))?;
         let now = host.now_ms();
+        let (carbon_table, carbon_data) = self.carbon_table(config, host).await;
         let plan = {
             let health = self.health.borrow();
-            policy::route::plan(spec, &route_facts, &health, now, host.random_u64())
+            let carbon = carbon_table.as_deref().unwrap_or_else(|| policy::route::CarbonTable::shipped());
+            policy::route::plan_with_tables(spec, &route_facts, &health, now, host.random_u64(), policy::route::GeoTable::shipped(), carbon)
         }
         .map_err(|e| route_error(&route.name, e))?;
         let mut fallbacks: Vec<String> = Vec::new();
@@ -779,6 +835,8 @@ impl Gateway {
                         params_b: target.params_b,
                         provider: target.provider.clone(),
                         gco2e: None,
+                        carbon_data: carbon_data.label(),
+                        carbon_table: carbon_table.clone(),
                     });
                     return Ok((target_route, provider, upstream, deadline, Some(header)));
                 }
@@ -884,10 +942,16 @@ pub struct RouteSummary {
     /// the region's grid intensity; see docs/routing.md for the sources and the uncertainty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gco2e: Option<f64>,
+    /// Where the carbon figures came from: `annual` (shipped table), `live` (the feed), or
+    /// `stale` (a feed is configured but has no fresh values; annual figures were used).
+    pub carbon_data: &'static str,
     #[serde(skip)]
     pub params_b: u32,
     #[serde(skip)]
     pub provider: String,
+    /// The live table the estimate used (none: the shipped one).
+    #[serde(skip)]
+    pub carbon_table: Option<Rc<policy::route::CarbonTable>>,
 }
 
 /// What the planner knows of a request: location, residency, caller and size.
@@ -1170,13 +1234,13 @@ fn get_model(config: &Config, caller: &Caller, id: &str) -> Result<Response, Gat
     }
 }
 
-enum BodyReadError {
+pub(crate) enum BodyReadError {
     TooLarge,
     Broken(String),
 }
 
 /// Collect a body, refusing more than `limit` bytes without reading further.
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyReadError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyReadError> {
     match body {
         Body::Empty => Ok(Vec::new()),
         Body::Bytes(bytes) if bytes.len() > limit => Err(BodyReadError::TooLarge),
@@ -1225,7 +1289,7 @@ async fn read_json_body(request: Request, limit: usize) -> Result<Vec<u8>, Gatew
 }
 
 /// Run `future` unless `ms` pass first.
-async fn with_timeout<H: Host, T>(host: &H, ms: u64, future: impl Future<Output = T>) -> Option<T> {
+pub(crate) async fn with_timeout<H: Host, T>(host: &H, ms: u64, future: impl Future<Output = T>) -> Option<T> {
     let future = Box::pin(future);
     let timer = Box::pin(host.sleep(ms));
     match select(future, timer).await {

@@ -6,6 +6,7 @@
 //! compiles to `wasm32-unknown-unknown` with no host SDK types.
 
 pub mod admin;
+pub mod carbon;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -22,7 +22,7 @@ use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, 
 use futures::{Stream, StreamExt};
 use worker::{
     console_log, event, js_sys, AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
-    Response, ResponseBuilder, Result,
+    Response, ResponseBuilder, Result, ScheduleContext, ScheduledEvent,
 };
 
 const CONFIG_VAR: &str = "GATEWAY_CONFIG";
@@ -37,8 +37,9 @@ thread_local! {
 #[derive(Clone)]
 struct WorkerHost {
     env: Env,
-    /// The fetch event's context, for `wait_until`.
-    ctx: Rc<Context>,
+    /// The fetch event's context, for `wait_until` (none in a scheduled event, whose handler is
+    /// awaited to the end anyway).
+    ctx: Option<Rc<Context>>,
 }
 
 impl edge::Host for WorkerHost {
@@ -147,7 +148,10 @@ impl edge::Host for WorkerHost {
     }
 
     fn wait_until(&self, task: impl std::future::Future<Output = ()> + 'static) {
-        self.ctx.wait_until(task);
+        match &self.ctx {
+            Some(ctx) => ctx.wait_until(task),
+            None => worker::wasm_bindgen_futures::spawn_local(task),
+        }
     }
 }
 
@@ -227,7 +231,17 @@ fn into_worker_response(response: edge::Response) -> Result<Response> {
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let gateway = GATEWAY.with(Rc::clone);
-    let host = WorkerHost { env, ctx: Rc::new(ctx) };
+    let host = WorkerHost { env, ctx: Some(Rc::new(ctx)) };
     let response = gateway.handle(into_core_request(request), &host).await;
     into_worker_response(response)
+}
+
+/// Cron triggers (`[triggers] crons` in wrangler.toml): refresh live carbon intensities into KV
+/// when the configuration has a `carbon_feed` (a no-op otherwise).
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let gateway = GATEWAY.with(Rc::clone);
+    let host = WorkerHost { env, ctx: None };
+    let summary = gateway.scheduled(&host).await;
+    console_log!("{summary}");
 }

@@ -104,7 +104,17 @@ pub struct Gateway {
     health: RefCell<policy::route::HealthView>,
     /// Live carbon intensities read from KV, re-read every [`crate::carbon::RECHECK_MS`].
     carbon: RefCell<Option<CarbonCache>>,
+    /// When this isolate last read and wrote the shared route health in KV.
+    health_sync: std::cell::Cell<(Option<u64>, u64)>,
 }
+
+/// The key-value key of the route health shared between isolates and locations.
+pub const HEALTH_KV_KEY: &str = "route:health";
+
+/// How often an isolate re-reads, and at most writes, the shared route health. Workers KV takes
+/// about one write per second per key, so writes are spaced and may still be refused when many
+/// isolates are busy; that only delays sharing.
+const HEALTH_SYNC_MS: u64 = 30_000;
 
 /// The routing carbon table as last read from the key-value store.
 struct CarbonCache {
@@ -782,6 +792,7 @@ impl Gateway {
         let spec = policy::route::resolve_route(spec, &route_facts, &config.routes).map_err(|e| route_error(&route.name, e))?;
         let now = host.now_ms();
         let (carbon_table, carbon_data) = self.carbon_table(config, host).await;
+        self.load_shared_health(host, now).await;
         let plan = {
             let health = self.health.borrow();
             let carbon = carbon_table.as_deref().unwrap_or_else(|| policy::route::CarbonTable::shipped());
@@ -838,6 +849,7 @@ impl Gateway {
                         carbon_data: carbon_data.label(),
                         carbon_table: carbon_table.clone(),
                     });
+                    self.share_health(host);
                     return Ok((target_route, provider, upstream, deadline, Some(header)));
                 }
                 Err(error) => error,
@@ -871,7 +883,40 @@ impl Gateway {
             }
             last_error = Some(failure);
         }
+        self.share_health(host);
         Err(last_error.unwrap_or_else(|| route_error(&route.name, RouteError::EmptyRoute { route: route.name.clone() })))
+    }
+
+    /// Adopt what other isolates observed (latency averages, open circuits) for targets this
+    /// isolate has no observation of yet; re-read every [`HEALTH_SYNC_MS`].
+    async fn load_shared_health<H: Host>(&self, host: &H, now: u64) {
+        let (read_at, written_at) = self.health_sync.get();
+        if read_at.is_some_and(|at| now.saturating_sub(at) < HEALTH_SYNC_MS) {
+            return;
+        }
+        self.health_sync.set((Some(now), written_at));
+        let Ok(Some(text)) = host.kv_get(HEALTH_KV_KEY).await else { return };
+        let Ok(shared) = serde_json::from_str::<policy::route::HealthView>(&text) else { return };
+        let mut health = self.health.borrow_mut();
+        for (id, state) in shared.targets {
+            health.targets.entry(id).or_insert(state);
+        }
+    }
+
+    /// Write this isolate's view to the host's store in the background, at most every
+    /// [`HEALTH_SYNC_MS`]: the next isolate (or location) starts from observed latencies.
+    fn share_health<H: Host>(&self, host: &H) {
+        let now = host.now_ms();
+        let (read_at, written_at) = self.health_sync.get();
+        if written_at != 0 && now.saturating_sub(written_at) < HEALTH_SYNC_MS {
+            return;
+        }
+        self.health_sync.set((read_at, now));
+        let Ok(text) = serde_json::to_string(&*self.health.borrow()) else { return };
+        let host = host.clone();
+        host.clone().wait_until(async move {
+            let _ = host.kv_put(HEALTH_KV_KEY, &text).await; // best effort: sharing is an optimisation
+        });
     }
 
     /// Guard a whole completion's output (before it is rendered in another API's format).

@@ -115,6 +115,11 @@ impl MemoryHost {
         self.inner.kv.borrow_mut().insert(key.into(), value.into());
     }
 
+    /// A value in KV (what the gateway wrote), for assertions.
+    pub fn kv_value(&self, key: &str) -> Option<String> {
+        self.inner.kv.borrow().get(key).cloned()
+    }
+
     /// Make KV reads fail (store outage).
     pub fn break_kv(&self, broken: bool) {
         self.inner.kv_broken.set(broken);

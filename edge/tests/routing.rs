@@ -192,3 +192,24 @@ fn nearest_strategy_prefers_the_closest_region() {
     assert_eq!(answer.header("x-gateway-target"), Some("eu-b"), "{:?}", answer.header("x-gateway-route"));
     assert!(answer.header("x-gateway-route").unwrap().contains("nearest("));
 }
+
+#[test]
+fn observed_health_is_shared_through_the_host_store() {
+    // One isolate sees eu-a fail until its circuit opens; a fresh isolate (a new Gateway on the
+    // same store) starts from that view instead of sending to eu-a again.
+    let host = host_with(ordered(), |h| if h == "eu-a.test" { Scripted::Respond(status(503)) } else { Scripted::Respond(ok_body(h)) });
+    let first = Gateway::new();
+    for _ in 0..2 {
+        assert_eq!(run(&first, &host, chat(EU_KEY, "DE", true)).status, 200);
+        host.advance(30_000); // writes are spaced: at most one per 30 s per isolate
+    }
+    host.block_on(host.run_background());
+    let stored: Value = serde_json::from_str(&host.kv_value(edge::gateway::HEALTH_KV_KEY).expect("health was written")).unwrap();
+    assert!(stored["eu-b"]["ewma_latency_ms"].is_number(), "{stored}");
+    let sent_before = host.requests().iter().filter(|r| r.url.contains("eu-a.test")).count();
+    let second = Gateway::new();
+    let answer = run(&second, &host, chat(EU_KEY, "DE", true));
+    assert_eq!(answer.header("x-gateway-target"), Some("eu-b"));
+    let sent_after = host.requests().iter().filter(|r| r.url.contains("eu-a.test")).count();
+    assert_eq!(sent_before, sent_after, "the new isolate knew eu-a's circuit was open");
+}

@@ -484,7 +484,11 @@ impl Gateway {
                 .as_ref()
                 .is_none_or(|c| c.url != *url || c.fetched_at_ms.is_some() || now_ms.saturating_sub(c.attempted_at_ms) >= JWKS_MISS_REFETCH_MS);
             if stale && may_try {
-                self.refresh_jwks(url, host).await;
+                // A fresh isolate first adopts the set another isolate stored in KV.
+                let adopted = self.jwks.borrow().is_none() && self.adopt_stored_jwks(url, jwt.jwks_refresh_ms, host).await;
+                if !adopted {
+                    self.refresh_jwks(url, host).await;
+                }
             }
             let fetched = self.jwks.borrow().as_ref().filter(|c| c.url == *url && c.fetched_at_ms.is_some()).map(|c| c.keys.clone());
             match fetched {
@@ -513,6 +517,24 @@ impl Gateway {
         }
     }
 
+    /// Use the JWKS document stored in KV by an earlier fetch (any isolate, any location) when it
+    /// is younger than `max_age_ms`. Cold isolates then verify without a network round trip.
+    async fn adopt_stored_jwks<H: Host>(&self, url: &str, max_age_ms: u64, host: &H) -> bool {
+        let Ok(Some(text)) = host.kv_get(&jwks_kv_key(url)).await else { return false };
+        let Ok(stored) = serde_json::from_str::<Value>(&text) else { return false };
+        let (Some(fetched_at), Some(document)) = (stored["fetched_at_ms"].as_u64(), stored["jwks"].as_str()) else { return false };
+        let now_ms = host.now_ms();
+        if now_ms.saturating_sub(fetched_at) >= max_age_ms {
+            return false;
+        }
+        let Ok(parsed) = JwtKeySet::parse_jwks(document, JwksSource::Remote) else { return false };
+        if parsed.keys.is_empty() {
+            return false;
+        }
+        *self.jwks.borrow_mut() = Some(JwksCache { url: url.to_string(), keys: parsed.keys, fetched_at_ms: Some(fetched_at), attempted_at_ms: now_ms });
+        true
+    }
+
     /// Fetch the JWKS; keep the previous keys when the fetch fails or yields no usable key.
     async fn refresh_jwks<H: Host>(&self, url: &str, host: &H) {
         let now_ms = host.now_ms();
@@ -530,13 +552,19 @@ impl Gateway {
             let body = read_body(response.body, 1024 * 1024).await.ok()?;
             let text = String::from_utf8(body).ok()?;
             let parsed = JwtKeySet::parse_jwks(&text, JwksSource::Remote).ok()?;
-            (!parsed.keys.is_empty()).then_some(parsed.keys)
+            (!parsed.keys.is_empty()).then_some((parsed.keys, text))
         };
         let fetched = with_timeout(host, 5_000, call).await.flatten();
         let mut slot = self.jwks.borrow_mut();
         match (fetched, slot.as_mut().filter(|c| c.url == url)) {
-            (Some(keys), _) => {
-                *slot = Some(JwksCache { url: url.to_string(), keys, fetched_at_ms: Some(now_ms), attempted_at_ms: now_ms })
+            (Some((keys, text)), _) => {
+                *slot = Some(JwksCache { url: url.to_string(), keys, fetched_at_ms: Some(now_ms), attempted_at_ms: now_ms });
+                // Share it with other isolates (public keys only; best effort).
+                let stored = json!({ "fetched_at_ms": now_ms, "jwks": text }).to_string();
+                let (key, store) = (jwks_kv_key(url), host.clone());
+                host.wait_until(async move {
+                    let _ = store.kv_put(&key, &stored).await;
+                });
             }
             (None, Some(cache)) => cache.attempted_at_ms = now_ms,
             (None, None) => {
@@ -1305,6 +1333,11 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyR
 }
 
 /// Check the content type and read the body within the configured limit.
+/// The key-value key of a JWKS URL's last fetched document.
+fn jwks_kv_key(url: &str) -> String {
+    format!("jwks:{}", &hex::encode(policy::auth::key_digest(url))[..32])
+}
+
 /// A JSON request body parsed as a value (the admin API's bodies).
 pub(crate) async fn read_json_value(request: Request, limit: usize) -> Result<Value, GatewayError> {
     let bytes = read_json_body(request, limit).await?;

@@ -186,3 +186,18 @@ fn jwt_config_is_validated_with_paths() {
         assert!(err.contains(path), "{path} in {err}");
     }
 }
+
+#[test]
+fn a_fetched_jwks_is_stored_in_kv_for_other_isolates() {
+    let (host, fetches) = jwks_host(true);
+    assert_eq!(send(&Gateway::new(), &host, chat("mock", &token("rs256_valid"))).0, 200);
+    futures::executor::block_on(host.run_background());
+    assert_eq!(fetches.get(), 1);
+    // A fresh isolate verifies from the stored set without fetching.
+    assert_eq!(send(&Gateway::new(), &host, chat("mock", &token("es256_valid"))).0, 200);
+    assert_eq!(fetches.get(), 1, "adopted from KV");
+    // Once the stored set is older than jwks_refresh_ms, a fresh isolate fetches again.
+    host.advance(601_000);
+    let _ = send(&Gateway::new(), &host, chat("mock", &token("es256_valid")));
+    assert_eq!(fetches.get(), 2);
+}

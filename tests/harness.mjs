@@ -123,8 +123,11 @@ export function makeConfig({ upstreamBaseUrl, limits = {}, auth, providers = {},
  * @param {object} [opts.cf]  request.cf for every request
  * @param {string} [opts.persistDir]  keep KV and Durable Object state in this directory, so a
  *   second gateway started on it sees what the first wrote (a restart); in memory otherwise
+ * @param {string} [opts.aiBinding]  source of an ES module whose default export `(env) => ({ run })`
+ *   stands in for the Workers AI binding, bound as `AI` (a miniflare wrapped binding: the real
+ *   one needs Cloudflare's network)
  */
-export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAULT_CF, persistDir } = {}) {
+export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAULT_CF, persistDir, aiBinding } = {}) {
   if (!existsSync(WORKER_SCRIPT)) {
     throw new Error(`${WORKER_SCRIPT} is missing: build the Worker first (scripts/build-worker)`);
   }
@@ -134,7 +137,8 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     ...secrets,
     GATEWAY_CONFIG: typeof config === "string" ? config : JSON.stringify(config),
   };
-  const mf = new Miniflare({
+  const gatewayWorker = {
+    name: "gateway",
     modules: true,
     scriptPath: WORKER_SCRIPT,
     modulesRoot: WORKER_DIR,
@@ -144,6 +148,17 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     kvNamespaces: ["GATEWAY_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
     durableObjects: { COUNTERS: { className: "GatewayCounter", useSQLite: true } },
+  };
+  const workers = aiBinding
+    ? {
+        workers: [
+          { ...gatewayWorker, wrappedBindings: { AI: { scriptName: "ai-binding" } } },
+          { name: "ai-binding", modules: true, script: aiBinding },
+        ],
+      }
+    : gatewayWorker;
+  const mf = new Miniflare({
+    ...workers,
     cf: { ...cf },
     host: "127.0.0.1",
     port: 0,

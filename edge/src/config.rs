@@ -414,8 +414,13 @@ struct RawCohere {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkersAi {
-    account_id: String,
-    api_token_secret: String,
+    /// The Worker's AI binding name (e.g. `AI`): use `env.AI.run` where the host has it.
+    #[serde(default)]
+    binding: Option<String>,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    api_token_secret: Option<String>,
     #[serde(default)]
     base_url: Option<String>,
     #[serde(default)]
@@ -609,6 +614,13 @@ pub struct BedrockConfig {
     pub timeout_ms: Option<u64>,
 }
 
+/// Workers AI through the Worker's AI binding (only where the host has it: Cloudflare).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkersAiBindingConfig {
+    pub binding: String,
+    pub timeout_ms: Option<u64>,
+}
+
 /// Cohere's v2 Chat and Embed APIs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CohereConfig {
@@ -626,6 +638,7 @@ pub enum ProviderConfig {
     Gemini(GeminiConfig),
     Bedrock(BedrockConfig),
     Cohere(CohereConfig),
+    WorkersAiBinding(WorkersAiBindingConfig),
     Mock,
 }
 
@@ -639,6 +652,7 @@ impl ProviderConfig {
             ProviderConfig::Gemini(p) => p.timeout_ms,
             ProviderConfig::Bedrock(p) => p.timeout_ms,
             ProviderConfig::Cohere(p) => p.timeout_ms,
+            ProviderConfig::WorkersAiBinding(p) => p.timeout_ms,
             ProviderConfig::Mock => None,
         }
     }
@@ -653,6 +667,7 @@ impl ProviderConfig {
             ProviderConfig::Gemini(_) => "vertex",
             ProviderConfig::Bedrock(_) => "bedrock",
             ProviderConfig::Cohere(_) => "cohere",
+            ProviderConfig::WorkersAiBinding(_) => "workers_ai",
             ProviderConfig::Mock => "mock",
         }
     }
@@ -891,19 +906,36 @@ fn validate_provider(provider: RawProvider, path: &str, issue: &mut dyn FnMut(St
         RawProvider::Vllm(raw) => check.family(raw, OpenAiFlavor::Vllm),
         RawProvider::OpenaiCompatible(raw) => check.family(raw, OpenAiFlavor::Compatible),
         RawProvider::WorkersAi(raw) => {
-            if !(raw.account_id.len() == 32 && raw.account_id.chars().all(|c| c.is_ascii_hexdigit())) {
-                check.issue("account_id", "must be the 32-character hex Cloudflare account id".into());
-            }
-            check.secret(&raw.api_token_secret, "api_token_secret");
             check.timeout(raw.timeout_ms);
-            let default = format!("https://api.cloudflare.com/client/v4/accounts/{}/ai/v1", raw.account_id);
-            let base_url = check.url(raw.base_url, Some(default), "base_url");
-            ProviderConfig::OpenAi(OpenAiProviderConfig {
-                base_url,
-                api_key_secret: Some(raw.api_token_secret),
-                timeout_ms: raw.timeout_ms,
-                flavor: OpenAiFlavor::WorkersAi,
-            })
+            match (raw.binding, raw.account_id, raw.api_token_secret) {
+                (Some(binding), None, None) if raw.base_url.is_none() => {
+                    if binding.is_empty() || !binding.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        check.issue("binding", "must be the name of the Worker's AI binding (letters, digits, '_')".into());
+                    }
+                    ProviderConfig::WorkersAiBinding(WorkersAiBindingConfig { binding, timeout_ms: raw.timeout_ms })
+                }
+                (None, Some(account_id), Some(api_token_secret)) => {
+                    if !(account_id.len() == 32 && account_id.chars().all(|c| c.is_ascii_hexdigit())) {
+                        check.issue("account_id", "must be the 32-character hex Cloudflare account id".into());
+                    }
+                    check.secret(&api_token_secret, "api_token_secret");
+                    let default = format!("https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1");
+                    let base_url = check.url(raw.base_url, Some(default), "base_url");
+                    ProviderConfig::OpenAi(OpenAiProviderConfig {
+                        base_url,
+                        api_key_secret: Some(api_token_secret),
+                        timeout_ms: raw.timeout_ms,
+                        flavor: OpenAiFlavor::WorkersAi,
+                    })
+                }
+                _ => {
+                    check.issue(
+                        "binding",
+                        "set either `binding` (the Worker's AI binding) or `account_id` and `api_token_secret` (the REST API), not both".into(),
+                    );
+                    ProviderConfig::Mock
+                }
+            }
         }
         RawProvider::AzureOpenai(raw) => {
             check.secret(&raw.api_key_secret, "api_key_secret");

@@ -1378,11 +1378,14 @@ pub(crate) async fn with_timeout<H: Host, T>(host: &H, ms: u64, future: impl Fut
 
 /// Send the provider's call (or take its local answer) within the timeout for the response head.
 async fn send<H: Host>(host: &H, provider: &str, dispatch: Dispatch, timeout_ms: u64) -> Result<OutboundResponse, GatewayError> {
-    let request = match dispatch {
-        Dispatch::Local(response) => return Ok(response),
-        Dispatch::Upstream(request) => request,
+    let call = async {
+        match dispatch {
+            Dispatch::Local(response) => Ok(response),
+            Dispatch::Upstream(request) => host.fetch(request).await,
+            Dispatch::Binding(call) => host.ai_run(&call.binding, &call.model, &call.inputs, call.stream).await,
+        }
     };
-    match with_timeout(host, timeout_ms, host.fetch(request)).await {
+    match with_timeout(host, timeout_ms, call).await {
         None => Err(GatewayError::UpstreamTimeout { provider: provider.into(), after_ms: timeout_ms }),
         Some(Err(FetchError::Connect(_) | FetchError::InvalidRequest(_))) => {
             Err(GatewayError::UpstreamConnect { provider: provider.into() })

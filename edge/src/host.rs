@@ -156,6 +156,15 @@ pub trait Host: Clone + 'static {
     /// Dropping the returned body must cancel the upstream call.
     async fn fetch(&self, request: OutboundRequest) -> Result<OutboundResponse, FetchError>;
 
+    /// Run a model through the platform's AI binding named `binding` (Workers AI's
+    /// `env.AI.run(model, inputs)`); `inputs` is JSON. The answer is shaped like an HTTP one:
+    /// status 200 with the JSON result, or with a server-sent-event stream when `stream`. Hosts
+    /// without such a binding refuse, and the request fails as an unreachable upstream.
+    async fn ai_run(&self, binding: &str, model: &str, inputs: &str, stream: bool) -> Result<OutboundResponse, FetchError> {
+        let _ = (model, inputs, stream);
+        Err(FetchError::InvalidRequest(format!("this host has no AI binding named {binding}")))
+    }
+
     /// Record one finished request (a structured log line on Workers).
     fn emit(&self, event: &crate::event::UsageEvent);
 

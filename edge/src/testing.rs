@@ -265,6 +265,13 @@ impl Host for MemoryHost {
         Ok(self.inner.kv.borrow().get(key).cloned())
     }
 
+    /// An AI binding call goes to the scripted upstream as `POST binding://{binding}/{model}`
+    /// with the inputs as body, so tests script bindings like any upstream.
+    async fn ai_run(&self, binding: &str, model: &str, inputs: &str, _stream: bool) -> Result<OutboundResponse, FetchError> {
+        let request = OutboundRequest { method: "POST", url: format!("binding://{binding}/{model}"), headers: Vec::new(), body: inputs.as_bytes().to_vec() };
+        self.fetch(request).await
+    }
+
     async fn kv_put(&self, key: &str, value: &str) -> Result<(), HostError> {
         if self.inner.kv_broken.get() {
             return Err(HostError("store unavailable".into()));

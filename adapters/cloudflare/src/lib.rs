@@ -137,6 +137,38 @@ impl edge::Host for WorkerHost {
         Ok(OutboundResponse { status: response.status_code(), headers, body })
     }
 
+    /// `env[binding].run(model, inputs)`: the inputs object is parsed by `JSON.parse` so the
+    /// binding gets plain objects (not the `Map`s serde_wasm_bindgen would make). A thrown error
+    /// (unknown model, bad input, capacity) counts as an unreachable upstream: fallback applies,
+    /// and the client sees no binding internals.
+    async fn ai_run(&self, binding: &str, model: &str, inputs: &str, stream: bool) -> std::result::Result<OutboundResponse, FetchError> {
+        use worker::wasm_bindgen::JsCast;
+        let env: &worker::wasm_bindgen::JsValue = self.env.as_ref();
+        let ai = js_sys::Reflect::get(env, &binding.into())
+            .ok()
+            .filter(|v| v.is_object())
+            .ok_or_else(|| FetchError::InvalidRequest(format!("no AI binding named {binding}")))?;
+        let run: js_sys::Function = js_sys::Reflect::get(&ai, &"run".into())
+            .ok()
+            .and_then(|f| f.dyn_into().ok())
+            .ok_or_else(|| FetchError::InvalidRequest(format!("binding {binding} has no run()")))?;
+        let inputs = js_sys::JSON::parse(inputs).map_err(|_| FetchError::InvalidRequest("inputs are not JSON".into()))?;
+        let called = run.call2(&ai, &model.into(), &inputs).map_err(|_| FetchError::Connect("AI binding threw".into()))?;
+        let result = worker::wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&called))
+            .await
+            .map_err(|_| FetchError::Connect("AI binding rejected the call".into()))?;
+        if stream {
+            let readable: worker::web_sys::ReadableStream =
+                result.dyn_into().map_err(|_| FetchError::Connect("AI binding returned no stream".into()))?;
+            let bytes = worker::ByteStream::from(readable);
+            let body = Body::Stream(Box::pin(bytes.map(|chunk| chunk.map_err(|e| BodyError(e.to_string())))));
+            return Ok(OutboundResponse { status: 200, headers: vec![("content-type".into(), "text/event-stream".into())], body });
+        }
+        let json = js_sys::JSON::stringify(&result).map_err(|_| FetchError::Connect("AI result is not JSON".into()))?;
+        let text = String::from(json);
+        Ok(OutboundResponse { status: 200, headers: vec![("content-type".into(), "application/json".into())], body: Body::Bytes(text.into_bytes()) })
+    }
+
     fn emit(&self, event: &edge::UsageEvent) {
         if let Ok(line) = serde_json::to_string(event) {
             console_log!("{line}");

@@ -25,6 +25,7 @@ pub mod content;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod workers_ai;
 
 use serde_json::{json, Map, Value};
 
@@ -40,6 +41,18 @@ pub enum Dispatch {
     Upstream(OutboundRequest),
     /// The provider answered in-process.
     Local(OutboundResponse),
+    /// Run a model through a platform AI binding (Workers AI's `env.AI.run`).
+    Binding(BindingCall),
+}
+
+/// A call of a platform AI binding: `inputs` is the model's native input object as JSON; a
+/// streamed call answers with server-sent events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingCall {
+    pub binding: String,
+    pub model: String,
+    pub inputs: String,
+    pub stream: bool,
 }
 
 /// Secrets and time the providers need, resolved by the pipeline from the host.
@@ -135,6 +148,15 @@ pub fn chat(
 ) -> Result<Dispatch, GatewayError> {
     let upstream = match provider {
         ProviderConfig::Mock => return Ok(Dispatch::Local(mock::chat(route, &request, ctx.now_ms))),
+        ProviderConfig::WorkersAiBinding(config) => {
+            let inputs = workers_ai::chat_input(&request)?;
+            return Ok(Dispatch::Binding(BindingCall {
+                binding: config.binding.clone(),
+                model: workers_ai::model(route).to_string(),
+                inputs: inputs.to_string(),
+                stream: request.is_stream(),
+            }));
+        }
         ProviderConfig::OpenAi(config) => {
             let key = ctx.optional(config.api_key_secret.as_deref())?;
             openai::chat_request(config, route, request, key.as_deref())
@@ -161,6 +183,15 @@ pub fn embeddings(
 ) -> Result<Dispatch, GatewayError> {
     let upstream = match provider {
         ProviderConfig::Mock => return Ok(Dispatch::Local(mock::embeddings(route, &request))),
+        ProviderConfig::WorkersAiBinding(config) => {
+            let inputs = workers_ai::embeddings_input(&request)?;
+            return Ok(Dispatch::Binding(BindingCall {
+                binding: config.binding.clone(),
+                model: workers_ai::model(route).to_string(),
+                inputs: inputs.to_string(),
+                stream: false,
+            }));
+        }
         ProviderConfig::OpenAi(config) => {
             let key = ctx.optional(config.api_key_secret.as_deref())?;
             openai::embeddings_request(config, route, request, key.as_deref())
@@ -189,6 +220,7 @@ pub fn chat_response(provider: &ProviderConfig, body: &[u8], ctx: &ResponseConte
         ProviderConfig::Gemini(_) => Some(gemini::chat_response(body, ctx)),
         ProviderConfig::Bedrock(_) => Some(bedrock::chat_response(body, ctx)),
         ProviderConfig::Cohere(_) => Some(cohere::chat_response(body, ctx)),
+        ProviderConfig::WorkersAiBinding(_) => Some(workers_ai::chat_response(body, ctx)),
     }
 }
 
@@ -204,6 +236,7 @@ pub fn embeddings_response(
         ProviderConfig::Gemini(_) => Some(gemini::embeddings_response(request, body, ctx)),
         ProviderConfig::Bedrock(_) => Some(bedrock::embeddings_response(request, body, ctx)),
         ProviderConfig::Cohere(_) => Some(cohere::embeddings_response(request, body, ctx)),
+        ProviderConfig::WorkersAiBinding(_) => Some(workers_ai::embeddings_response(body, ctx)),
     }
 }
 
@@ -215,6 +248,7 @@ pub fn stream_decoder(provider: &ProviderConfig, ctx: &ResponseContext) -> Optio
         ProviderConfig::Gemini(_) => Some(Box::new(gemini::GeminiStream::new(ctx.clone()))),
         ProviderConfig::Bedrock(_) => Some(Box::new(bedrock::BedrockStream::new(ctx.clone()))),
         ProviderConfig::Cohere(_) => Some(Box::new(cohere::CohereStream::new(ctx.clone()))),
+        ProviderConfig::WorkersAiBinding(_) => Some(Box::new(workers_ai::WorkersAiStream::new(ctx.clone()))),
     }
 }
 
@@ -222,6 +256,7 @@ pub fn stream_decoder(provider: &ProviderConfig, ctx: &ResponseContext) -> Optio
 pub fn error_body(provider: &ProviderConfig, status: u16, body: &[u8]) -> Option<ProviderErrorBody> {
     match provider {
         ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) | ProviderConfig::Mock => openai::error_message(status, body),
+        ProviderConfig::WorkersAiBinding(_) => openai::error_message(status, body),
         ProviderConfig::Anthropic(_) => anthropic::error_message(status, body),
         ProviderConfig::Gemini(_) => gemini::error_message(status, body),
         ProviderConfig::Bedrock(_) => bedrock::error_message(status, body),

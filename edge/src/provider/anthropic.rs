@@ -625,6 +625,7 @@ impl StreamDecoder for AnthropicStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::test_support::{deltas, drive};
     use crate::config::ModelKind;
     use crate::openai::parse_request;
 
@@ -989,19 +990,7 @@ mod tests {
     }
 
     fn run(chunks: &[&[u8]]) -> (Vec<Value>, Result<(), StreamFault>, AnthropicStream) {
-        let mut decoder = AnthropicStream::new(ctx());
-        let mut out = Vec::new();
-        for chunk in chunks {
-            if let Err(fault) = decoder.push(chunk, &mut out) {
-                return (out, Err(fault), decoder);
-            }
-        }
-        let result = decoder.finish(&mut out);
-        (out, result, decoder)
-    }
-
-    fn deltas(out: &[Value]) -> Vec<Value> {
-        out.iter().filter_map(|c| c["choices"].get(0).map(|c| c["delta"].clone())).collect()
+        drive(AnthropicStream::new(ctx()), chunks)
     }
 
     #[test]

@@ -1019,6 +1019,7 @@ pub fn credential(config: &GeminiConfig, ctx: &super::ProviderContext<'_>) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::test_support::{deltas, drive};
     use crate::config::ModelKind;
     use crate::openai::parse_request;
 
@@ -1433,19 +1434,7 @@ mod tests {
     }
 
     fn run(chunks: &[&[u8]]) -> (Vec<Value>, Result<(), StreamFault>, GeminiStream) {
-        let mut decoder = GeminiStream::new(ctx());
-        let mut out = Vec::new();
-        for chunk in chunks {
-            if let Err(fault) = decoder.push(chunk, &mut out) {
-                return (out, Err(fault), decoder);
-            }
-        }
-        let result = decoder.finish(&mut out);
-        (out, result, decoder)
-    }
-
-    fn deltas(out: &[Value]) -> Vec<Value> {
-        out.iter().filter_map(|c| c["choices"].get(0).map(|c| c["delta"].clone())).collect()
+        drive(GeminiStream::new(ctx()), chunks)
     }
 
     #[test]

@@ -326,12 +326,7 @@ mod tests {
     const STREAM: &str = "data: {\"response\":\"Hel\",\"p\":\"abc\"}\n\ndata: {\"response\":\"lo \\u00e9\"}\n\ndata: {\"response\":\"\",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\ndata: [DONE]\n\n";
 
     fn decode(chunks: &[&[u8]]) -> (Vec<Value>, Result<(), StreamFault>) {
-        let mut d = WorkersAiStream::new(ctx());
-        let mut out = Vec::new();
-        for c in chunks {
-            d.push(c, &mut out).unwrap();
-        }
-        let end = d.finish(&mut out);
+        let (out, end, _) = crate::provider::test_support::drive(WorkersAiStream::new(ctx()), chunks);
         (out, end)
     }
 

@@ -711,6 +711,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
 mod tests {
     use super::eventstream::encode_message;
     use super::*;
+    use crate::provider::test_support::{deltas, drive};
     use crate::config::ModelKind;
     use crate::openai::parse_request;
 
@@ -1116,19 +1117,7 @@ mod tests {
     }
 
     fn run(chunks: &[&[u8]]) -> (Vec<Value>, Result<(), StreamFault>, BedrockStream) {
-        let mut decoder = BedrockStream::new(ctx());
-        let mut out = Vec::new();
-        for chunk in chunks {
-            if let Err(fault) = decoder.push(chunk, &mut out) {
-                return (out, Err(fault), decoder);
-            }
-        }
-        let result = decoder.finish(&mut out);
-        (out, result, decoder)
-    }
-
-    fn deltas(out: &[Value]) -> Vec<Value> {
-        out.iter().filter_map(|c| c["choices"].get(0).map(|c| c["delta"].clone())).collect()
+        drive(BedrockStream::new(ctx()), chunks)
     }
 
     #[test]

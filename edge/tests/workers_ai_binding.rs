@@ -71,11 +71,11 @@ fn streams_are_translated_to_openai_chunks() {
 
 #[test]
 fn embeddings_go_through_the_binding() {
-    let host = MemoryHost::new().with_config(&config()).with_upstream(|_| answer("application/json", r#"{"shape":[1,3],"data":[[0.1,0.2,0.3]]}"#));
+    let host = MemoryHost::new().with_config(&config()).with_upstream(|_| answer("application/json", r#"{"shape":[1,3],"data":[[0.5,0.25,-1.0]]}"#));
     let (status, body) = run(&host, post("/v1/embeddings", json!({ "model": "bge", "input": "hello" })));
     assert_eq!(status, 200, "{body}");
     let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["data"][0]["embedding"], json!([0.1, 0.2, 0.3]));
+    assert_eq!(body["data"][0]["embedding"], json!([0.5, 0.25, -1.0]));
 }
 
 #[test]

@@ -30,7 +30,6 @@
 //!   `search_document` and may be overridden by the client's `input_type`; `dimensions` becomes
 //!   `output_dimension` (only embed-v4 and newer accept it; Cohere says so when it does not).
 
-use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::chunk::ChunkWriter;
@@ -622,24 +621,8 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
         .pointer("/embeddings/float")
         .and_then(Value::as_array)
         .ok_or_else(|| bad_response("response has no embeddings.float list"))?;
-    if vectors.len() != request.inputs().len() {
-        return Err(bad_response("response has a different number of embeddings than inputs"));
-    }
-    let base64 = request.wants_base64();
-    let data = vectors
-        .iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            let values = floats(vector).ok_or_else(|| bad_response("an embedding is not a list of numbers"))?;
-            let embedding = if base64 {
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(values)
-            };
-            Ok(json!({ "object": "embedding", "index": index, "embedding": embedding }))
-        })
-        .collect::<Result<Vec<Value>, GatewayError>>()?;
+    let vectors: Vec<&Value> = vectors.iter().collect();
+    let data = content::embedding_data(&vectors, request, bad_response)?;
     let raw_usage = value.get("meta").filter(|m| m.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(usage_of);
     let prompt = usage.map_or(0, |u| u.input_tokens);
@@ -655,9 +638,6 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
     })
 }
 
-fn floats(vector: &Value) -> Option<Vec<f32>> {
-    vector.as_array()?.iter().map(|v| v.as_f64().map(|f| f as f32)).collect()
-}
 
 #[cfg(test)]
 mod tests {
@@ -1133,7 +1113,7 @@ mod tests {
 
         let b64 = embeddings_response(&embed(r#"{"model":"e","input":["a","b"],"encoding_format":"base64"}"#), body, &ctx()).unwrap();
         let encoded = b64.body["data"][0]["embedding"].as_str().unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
         let decoded: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         assert_eq!(decoded, vec![0.5, -0.25]);
     }

@@ -298,6 +298,38 @@ pub fn map_finish(reason: &str, table: &[(&str, &'static str)]) -> &'static str 
     table.iter().find(|(theirs, _)| *theirs == reason).map(|(_, ours)| *ours).unwrap_or("stop")
 }
 
+/// OpenAI `embedding` objects for a provider's vectors (one per input, in order): floats, or
+/// base64 of little-endian f32 when the client asked for `encoding_format: "base64"`. `bad` makes
+/// the provider's own invalid-response error.
+pub fn embedding_data(
+    vectors: &[&Value],
+    request: &crate::openai::EmbeddingsRequest,
+    bad: impl Fn(&str) -> GatewayError,
+) -> Result<Vec<Value>, GatewayError> {
+    use base64::Engine;
+    if vectors.len() != request.inputs().len() {
+        return Err(bad("response has a different number of embeddings than inputs"));
+    }
+    let base64 = request.wants_base64();
+    vectors
+        .iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            let values: Vec<f32> = vector
+                .as_array()
+                .and_then(|a| a.iter().map(|v| v.as_f64().map(|f| f as f32)).collect())
+                .ok_or_else(|| bad("an embedding is not a list of numbers"))?;
+            let embedding = if base64 {
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                serde_json::json!(values)
+            };
+            Ok(serde_json::json!({ "object": "embedding", "index": index, "embedding": embedding }))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,6 @@
 //! - OpenAI parameters Gemini lacks (`logit_bias`, `logprobs`, `reasoning_effort`, `user`) are
 //!   dropped; Gemini-specific ones may be passed through (see [`PASS_THROUGH`]).
 
-use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::chunk::ChunkWriter;
@@ -965,24 +964,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
     } else {
         return Err(bad_response("response has neither embeddings nor predictions"));
     };
-    if vectors.len() != request.inputs().len() {
-        return Err(bad_response("response has a different number of embeddings than inputs"));
-    }
-    let base64 = request.wants_base64();
-    let data = vectors
-        .iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            let values = floats(vector).ok_or_else(|| bad_response("an embedding is not a list of numbers"))?;
-            let embedding = if base64 {
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(values)
-            };
-            Ok(json!({ "object": "embedding", "index": index, "embedding": embedding }))
-        })
-        .collect::<Result<Vec<Value>, GatewayError>>()?;
+    let data = content::embedding_data(&vectors, request, bad_response)?;
     // Only Vertex reports token counts (per input); the Generative Language API reports none.
     let usage = statistics.as_ref().map(|stats| {
         let tokens = stats
@@ -1002,10 +984,6 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
         usage,
         raw_usage: statistics.map(Value::Array),
     })
-}
-
-fn floats(vector: &Value) -> Option<Vec<f32>> {
-    vector.as_array()?.iter().map(|v| v.as_f64().map(|f| f as f32)).collect()
 }
 
 /// The credential for the configured API: the API key or the Vertex access token.
@@ -1593,7 +1571,7 @@ mod tests {
         }));
         assert_eq!(out.usage, None, "the Generative Language API reports no embedding tokens");
         let out = embeddings_response(&b64, generative_body, &ctx()).unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(out.body["data"][1]["embedding"].as_str().unwrap()).unwrap();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, out.body["data"][1]["embedding"].as_str().unwrap()).unwrap();
         let decoded: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         assert_eq!(decoded, vec![0.25, 2.0]);
 

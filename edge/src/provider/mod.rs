@@ -236,7 +236,7 @@ pub fn embeddings_response(
         ProviderConfig::Gemini(_) => Some(gemini::embeddings_response(request, body, ctx)),
         ProviderConfig::Bedrock(_) => Some(bedrock::embeddings_response(request, body, ctx)),
         ProviderConfig::Cohere(_) => Some(cohere::embeddings_response(request, body, ctx)),
-        ProviderConfig::WorkersAiBinding(_) => Some(workers_ai::embeddings_response(body, ctx)),
+        ProviderConfig::WorkersAiBinding(_) => Some(workers_ai::embeddings_response(request, body, ctx)),
     }
 }
 

@@ -177,10 +177,10 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
 }
 
 /// Translate a native embeddings result.
-pub fn embeddings_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, GatewayError> {
+pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &ResponseContext) -> Result<Translated, GatewayError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| bad_response("result is not JSON"))?;
     let rows = value.get("data").and_then(Value::as_array).ok_or_else(|| bad_response("result has no data array"))?;
-    let data: Vec<Value> = rows.iter().enumerate().map(|(i, row)| json!({ "object": "embedding", "index": i, "embedding": row })).collect();
+    let data = content::embedding_data(&rows.iter().collect::<Vec<_>>(), request, bad_response)?;
     Ok(Translated { body: json!({ "object": "list", "data": data, "model": ctx.model, "usage": { "prompt_tokens": 0, "total_tokens": 0 } }), usage: None, raw_usage: None })
 }
 
@@ -355,7 +355,8 @@ mod tests {
     fn embeddings_translate() {
         let request: EmbeddingsRequest = parse_request(br#"{"model":"e","input":["a","b"]}"#).unwrap();
         assert_eq!(embeddings_input(&request).unwrap(), json!({ "text": ["a", "b"] }));
-        let t = embeddings_response(br#"{"shape":[2,2],"data":[[0.1,0.2],[0.3,0.4]]}"#, &ctx()).unwrap();
-        assert_eq!(t.body["data"][1]["embedding"], json!([0.3, 0.4]));
+        let t = embeddings_response(&request, br#"{"shape":[2,2],"data":[[0.1,0.2],[0.3,0.4]]}"#, &ctx()).unwrap();
+        assert_eq!(t.body["data"][1]["embedding"], json!([0.3f32 as f64, 0.4f32 as f64]));
+        assert!(embeddings_response(&request, br#"{"shape":[1,2],"data":[[0.1,0.2]]}"#, &ctx()).is_err(), "one vector for two inputs");
     }
 }

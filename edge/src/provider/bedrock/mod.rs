@@ -42,7 +42,6 @@ pub mod sigv4;
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use self::eventstream::{Decoder, Message};
@@ -679,17 +678,8 @@ pub fn embeddings_request(config: &BedrockConfig, route: &ModelRoute, request: &
 /// Titan's `{embedding: [...], inputTextTokenCount}` as an OpenAI embeddings `list`.
 pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &ResponseContext) -> Result<Translated, GatewayError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| bad_response("response body is not JSON"))?;
-    let values: Vec<f32> = value
-        .get("embedding")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().map(|v| v.as_f64().map(|f| f as f32)).collect::<Option<Vec<f32>>>())
-        .ok_or_else(|| bad_response("response has no embedding list of numbers"))?;
-    let embedding = if request.wants_base64() {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-    } else {
-        json!(values)
-    };
+    let vector = value.get("embedding").ok_or_else(|| bad_response("response has no embedding list of numbers"))?;
+    let data = content::embedding_data(&[vector], request, bad_response)?;
     let tokens = value.get("inputTextTokenCount").and_then(Value::as_u64);
     let usage = tokens.map(|t| Usage::from_parts(t, 0, 0, 0, 0));
     let raw_usage = tokens.map(|t| json!({ "inputTextTokenCount": t }));
@@ -697,7 +687,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
     Ok(Translated {
         body: json!({
             "object": "list",
-            "data": [{ "object": "embedding", "index": 0, "embedding": embedding }],
+            "data": data,
             "model": ctx.model,
             "usage": { "prompt_tokens": prompt, "total_tokens": prompt },
         }),
@@ -1270,7 +1260,7 @@ mod tests {
         assert_eq!(t.usage.unwrap().input_tokens, 3);
         let b64 = embeddings(json!({"model": "e", "input": "hello", "encoding_format": "base64"}));
         let t = embeddings_response(&b64, response.to_string().as_bytes(), &ctx()).unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(t.body["data"][0]["embedding"].as_str().unwrap()).unwrap();
+        let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t.body["data"][0]["embedding"].as_str().unwrap()).unwrap();
         assert_eq!(bytes, [0.5f32.to_le_bytes(), (-1.0f32).to_le_bytes()].concat());
         assert!(matches!(embeddings_response(&r, b"{\"embedding\": \"secret\"}", &ctx()), Err(GatewayError::UpstreamInvalidResponse { .. })));
     }

@@ -277,6 +277,28 @@ pub fn past_tool_calls(message: &Value, at: &str) -> Result<Vec<PastToolCall>, G
     Ok(out)
 }
 
+/// [`past_tool_calls`] with the ids providers that match results to calls by id need: each
+/// call's own id (required), or for a legacy `function_call` (which has none) `call_legacy_{i}`,
+/// recorded in `legacy_id` so the following `function` reply can be matched to it. Names are
+/// required.
+pub fn identified_tool_calls(message: &Value, i: usize, at: &str, legacy_id: &mut Option<String>) -> Result<Vec<PastToolCall>, GatewayError> {
+    let legacy = message.get("tool_calls").and_then(Value::as_array).is_none();
+    let mut calls = past_tool_calls(message, at)?;
+    for (j, call) in calls.iter_mut().enumerate() {
+        if legacy {
+            call.id = format!("call_legacy_{i}");
+            *legacy_id = Some(call.id.clone());
+        } else if call.id.is_empty() {
+            return Err(invalid(format!("{at}.tool_calls[{j}].id is required."), format!("{at}.tool_calls[{j}].id")));
+        }
+        if call.name.is_empty() {
+            let field = if legacy { format!("{at}.function_call.name") } else { format!("{at}.tool_calls[{j}].function.name") };
+            return Err(invalid(format!("{field} is required."), field));
+        }
+    }
+    Ok(calls)
+}
+
 fn past_call(id: String, function: &Value, at: &str) -> Result<PastToolCall, GatewayError> {
     let name = function.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
     let arguments = match function.get("arguments") {

@@ -291,22 +291,8 @@ fn assistant_blocks(message: &Value, i: usize, at: &str, legacy_id: &mut Option<
     if !text.is_empty() {
         blocks.push(json!({ "text": text }));
     }
-    let legacy = message.get("tool_calls").and_then(Value::as_array).is_none();
-    for (j, call) in content::past_tool_calls(message, at)?.into_iter().enumerate() {
-        let id = if legacy {
-            // Legacy `function_call` has no id; the `function` reply is matched to it by order.
-            let id = format!("call_legacy_{i}");
-            *legacy_id = Some(id.clone());
-            id
-        } else if call.id.is_empty() {
-            return Err(invalid(format!("{at}.tool_calls[{j}].id is required."), format!("{at}.tool_calls[{j}].id")));
-        } else {
-            call.id
-        };
-        if call.name.is_empty() {
-            let field = if legacy { format!("{at}.function_call.name") } else { format!("{at}.tool_calls[{j}].function.name") };
-            return Err(invalid(format!("{field} is required."), field));
-        }
+    for call in content::identified_tool_calls(message, i, at, legacy_id)? {
+        let id = call.id;
         blocks.push(json!({ "toolUse": { "toolUseId": id, "name": call.name, "input": call.arguments } }));
     }
     Ok(blocks)

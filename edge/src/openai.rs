@@ -241,7 +241,7 @@ impl Usage {
         Some(Usage {
             input_tokens: input,
             output_tokens: output,
-            total_tokens: object.get("total_tokens").and_then(Value::as_u64).unwrap_or(input + output),
+            total_tokens: object.get("total_tokens").and_then(Value::as_u64).unwrap_or(input.saturating_add(output)),
             cached_input_tokens: get(usage.pointer("/prompt_tokens_details/cached_tokens")),
             cache_write_tokens: 0,
             reasoning_tokens: get(usage.pointer("/completion_tokens_details/reasoning_tokens")),
@@ -251,11 +251,12 @@ impl Usage {
     /// Usage from separately reported parts, with `input_tokens` the fresh (uncached) input
     /// only, as Anthropic and Bedrock report it.
     pub fn from_parts(fresh_input: u64, cache_read: u64, cache_write: u64, output: u64, reasoning: u64) -> Usage {
-        let input = fresh_input + cache_read + cache_write;
+        // Saturating: the counts come from the upstream and must not overflow (a panic in debug).
+        let input = fresh_input.saturating_add(cache_read).saturating_add(cache_write);
         Usage {
             input_tokens: input,
             output_tokens: output,
-            total_tokens: input + output,
+            total_tokens: input.saturating_add(output),
             cached_input_tokens: cache_read,
             cache_write_tokens: cache_write,
             reasoning_tokens: reasoning,

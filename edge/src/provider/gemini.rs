@@ -616,9 +616,9 @@ fn usage_of(meta: &Value) -> Option<Usage> {
     }
     let get = |key: &str| meta.get(key).and_then(Value::as_u64).unwrap_or(0);
     let cached = get("cachedContentTokenCount");
-    let fresh = get("promptTokenCount").saturating_sub(cached) + get("toolUsePromptTokenCount");
+    let fresh = get("promptTokenCount").saturating_sub(cached).saturating_add(get("toolUsePromptTokenCount"));
     let thoughts = get("thoughtsTokenCount");
-    Some(Usage::from_parts(fresh, cached, 0, get("candidatesTokenCount") + thoughts, thoughts))
+    Some(Usage::from_parts(fresh, cached, 0, get("candidatesTokenCount").saturating_add(thoughts), thoughts))
 }
 
 /// A Gemini finish reason as OpenAI's: a normal stop after function calls is `tool_calls`.

@@ -76,6 +76,8 @@ pub struct Decoder {
     buf: Vec<u8>,
     /// Set after a framing error: nothing after it can be trusted.
     failed: bool,
+    /// A framing error found after the messages the last `push` returned, not yet reported.
+    deferred: Option<FrameError>,
 }
 
 impl Decoder {
@@ -84,7 +86,14 @@ impl Decoder {
     }
 
     /// Feed bytes; returns the messages they complete.
+    ///
+    /// When the bytes complete some messages and then fail, the messages are returned and the
+    /// error is kept for [`Decoder::take_error`] (or the next `push`): the valid messages before
+    /// a corruption come out the same whether or not the corrupt bytes arrived in the same chunk.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Message>, FrameError> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
         if self.failed {
             return Err(FrameError::Malformed("event stream already failed"));
         }
@@ -97,16 +106,25 @@ impl Decoder {
                     out.push(message);
                     at += used;
                 }
-                Ok(None) => break Ok(out),
+                Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
         };
         self.buf.drain(..at);
-        if result.is_err() {
+        if let Err(error) = result {
             self.failed = true;
             self.buf.clear();
+            if out.is_empty() {
+                return Err(error);
+            }
+            self.deferred = Some(error);
         }
-        result
+        Ok(out)
+    }
+
+    /// The framing error found after the messages the last `push` returned, if any.
+    pub fn take_error(&mut self) -> Option<FrameError> {
+        self.deferred.take()
     }
 
     /// Whether bytes of an incomplete message are buffered.
@@ -319,6 +337,28 @@ mod tests {
         let mut d = Decoder::new();
         assert!(d.push(&bad).is_err());
         assert!(d.push(&good).is_err());
+    }
+
+    #[test]
+    fn messages_before_a_corruption_come_out_whatever_the_chunking() {
+        let good = event("messageStart", r#"{"role":"assistant"}"#);
+        let mut bad = event("messageStop", r#"{"stopReason":"end_turn"}"#);
+        let n = bad.len() - 6;
+        bad[n] ^= 1;
+        let bytes = [good.clone(), bad].concat();
+        // In one chunk: the good message, then the error.
+        let mut d = Decoder::new();
+        assert_eq!(d.push(&bytes).unwrap().len(), 1);
+        assert_eq!(d.take_error(), Some(FrameError::MessageCrc));
+        assert!(d.push(&good).is_err(), "still failed");
+        // The error not taken is reported by the next push.
+        let mut d = Decoder::new();
+        assert_eq!(d.push(&bytes).unwrap().len(), 1);
+        assert_eq!(d.push(b""), Err(FrameError::MessageCrc));
+        // In two chunks: the same message, the same error.
+        let mut d = Decoder::new();
+        assert_eq!(d.push(&bytes[..good.len()]).unwrap().len(), 1);
+        assert_eq!(d.push(&bytes[good.len()..]), Err(FrameError::MessageCrc));
     }
 
     #[test]

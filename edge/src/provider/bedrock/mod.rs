@@ -609,7 +609,12 @@ impl StreamDecoder for BedrockStream {
         for message in &messages {
             self.message(message, out)?;
         }
-        Ok(())
+        // Corrupt bytes after those messages: fail now, unless the stream already ended (as
+        // when they arrive in a later chunk).
+        match self.frames.take_error() {
+            Some(e) if !self.done => Err(StreamFault::Malformed { detail: e.detail().into() }),
+            _ => Ok(()),
+        }
     }
 
     fn finish(&mut self, _out: &mut Vec<Value>) -> Result<(), StreamFault> {

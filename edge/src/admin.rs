@@ -26,6 +26,10 @@ use crate::error::GatewayError;
 use crate::host::{Host, HostError};
 use crate::http::{Request, Response};
 
+thread_local! {
+    static AUDIT_SEQUENCE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 /// Audit entries listed per request at most.
 const AUDIT_PAGE: usize = 200;
 
@@ -46,7 +50,13 @@ fn audit_entry(now_ms: u64, actor: &str, action: &str, target: &str, detail: Val
 
 async fn write_audit<H: Host>(host: &H, entry: &Value) -> Result<(), GatewayError> {
     let at = entry["at_ms"].as_u64().unwrap_or(0);
-    let key = format!("audit:{at:015}:{:08x}", host.random_u64() as u32);
+    // Time, then this isolate's sequence (entries of one millisecond keep their order), then
+    // randomness (isolates never collide).
+    let sequence = AUDIT_SEQUENCE.with(|s| {
+        s.set(s.get().wrapping_add(1));
+        s.get()
+    });
+    let key = format!("audit:{at:015}:{sequence:08x}:{:08x}", host.random_u64() as u32);
     host.kv_put(&key, &entry.to_string()).await.map_err(store_error)
 }
 

@@ -1099,6 +1099,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             || model.backoff.is_some()
             || model.circuit_breaker.is_some()
             || !model.conditions.is_empty();
+        if !model.targets.is_empty() && model.kind == Some(ModelKind::Embeddings) {
+            // Embeddings are not routed (no fallback, no residency filter): one provider only,
+            // so a tenant's residency can never be bypassed through an unfiltered first target.
+            issue(format!("{path}.targets"), "embeddings models take one `provider`; `targets` (routing) is for chat models".into());
+        }
         if model.targets.is_empty() && route_fields {
             issue(format!("{path}.targets"), "routing settings need a list of targets".into());
         }

@@ -275,7 +275,7 @@ impl Gateway {
                     response.headers.push(("vary".into(), "origin".into()));
                     response.headers.push((
                         "access-control-expose-headers".into(),
-                        "x-request-id, x-gateway-provider, x-gateway-model, retry-after".into(),
+                        "x-request-id, x-gateway-provider, x-gateway-model, x-gateway-route, x-gateway-target, x-gateway-region, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens".into(),
                     ));
                 }
             }

@@ -213,3 +213,11 @@ fn observed_health_is_shared_through_the_host_store() {
     let sent_after = host.requests().iter().filter(|r| r.url.contains("eu-a.test")).count();
     assert_eq!(sent_before, sent_after, "the new isolate knew eu-a's circuit was open");
 }
+
+#[test]
+fn embeddings_models_cannot_have_targets_so_residency_cannot_be_bypassed() {
+    let mut doc: Value = serde_json::from_str(&config(ordered())).unwrap();
+    doc["models"]["chat"]["type"] = json!("embeddings");
+    let errors = edge::config::Config::parse(&doc.to_string()).unwrap_err().to_string();
+    assert!(errors.contains("models.chat.targets") && errors.contains("embeddings"), "{errors}");
+}

@@ -114,8 +114,12 @@ impl edge::Host for WorkerHost {
             headers.append(name, value).map_err(|_| FetchError::InvalidRequest(format!("header {name}")))?;
         }
         let mut init = RequestInit::new();
-        let body = js_sys::Uint8Array::from(request.body.as_slice());
-        init.with_method(Method::from(request.method.to_string())).with_headers(headers).with_body(Some(body.into()));
+        init.with_method(Method::from(request.method.to_string())).with_headers(headers);
+        // fetch() refuses a GET or HEAD with a body, even an empty one (JWKS, carbon feed).
+        if !request.body.is_empty() || !matches!(request.method, "GET" | "HEAD") {
+            let body = js_sys::Uint8Array::from(request.body.as_slice());
+            init.with_body(Some(body.into()));
+        }
         let outbound =
             Request::new_with_init(&request.url, &init).map_err(|_| FetchError::InvalidRequest("bad upstream URL".into()))?;
         // Aborts the subrequest if this future is dropped (timeout) or the body is dropped

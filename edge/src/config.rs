@@ -298,6 +298,12 @@ struct RawConsumer {
     guard: Option<String>,
     #[serde(default)]
     tenant: Option<String>,
+    /// The default tier (as a JWT's tier claim would give), for routing conditions.
+    #[serde(default)]
+    tier: Option<String>,
+    /// Free-form labels (team, cost centre...) for routing conditions and the usage event.
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -738,6 +744,8 @@ pub struct Config {
     pub models: BTreeMap<String, ModelRoute>,
     /// The tenant of each API-key consumer that has one.
     pub consumer_tenants: BTreeMap<String, String>,
+    /// Per configured consumer: default tier and metadata.
+    pub consumer_profiles: BTreeMap<String, ConsumerProfile>,
     pub tenants: BTreeMap<String, Tenant>,
     pub quota: Quota,
     pub admin: Option<Admin>,
@@ -745,6 +753,13 @@ pub struct Config {
     /// Models served by several targets, with how to choose among them.
     pub routes: BTreeMap<String, policy::route::RouteSpec>,
     pub residency: Residency,
+}
+
+/// What the configuration says about a consumer besides its key and access.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerProfile {
+    pub tier: Option<String>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Where live carbon intensities come from (see `crate::carbon`).
@@ -1230,6 +1245,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let mut access = BTreeMap::new();
     let mut consumer_guards = BTreeMap::new();
     let mut consumer_tenants = BTreeMap::new();
+    let mut consumer_profiles = BTreeMap::new();
     let mut jwt = None;
     let keys = match raw.auth {
         RawAuth::None => KeyTable::Disabled,
@@ -1240,11 +1256,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
                     "api_keys mode needs at least one consumer (or set \"auth\": {\"mode\": \"none\"})".into(),
                 );
             }
-            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut consumer_tenants, &mut issue)
+            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut consumer_tenants, &mut consumer_profiles, &mut issue)
         }
         RawAuth::Jwt { jwt: raw_jwt, consumers } => {
             jwt = validate_jwt(*raw_jwt, &models, &mut issue);
-            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut consumer_tenants, &mut issue)
+            validate_consumers(consumers, &models, &guards, &mut access, &mut consumer_guards, &mut consumer_tenants, &mut consumer_profiles, &mut issue)
         }
     };
 
@@ -1278,7 +1294,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let quota = validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
 
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, tenants, quota, admin, routes, residency, carbon_feed })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed })
     } else {
         Err(ConfigErrors(issues))
     }
@@ -1455,6 +1471,7 @@ fn validate_consumers(
     access: &mut BTreeMap<String, ModelAccess>,
     consumer_guards: &mut BTreeMap<String, String>,
     consumer_tenants: &mut BTreeMap<String, String>,
+    consumer_profiles: &mut BTreeMap<String, ConsumerProfile>,
     issue: &mut impl FnMut(String, String),
 ) -> KeyTable {
     let mut seen_ids = BTreeSet::new();
@@ -1493,6 +1510,12 @@ fn validate_consumers(
                 issue(format!("{path}.tenant"), "tenant names use letters, digits, '-', '_' and '.'".into());
             }
             consumer_tenants.insert(consumer.id.clone(), tenant);
+        }
+        if consumer.metadata.len() > 32 || consumer.metadata.iter().any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256) {
+            issue(format!("{path}.metadata"), "at most 32 entries, keys of 1-64 and values of at most 256 characters".into());
+        }
+        if consumer.tier.is_some() || !consumer.metadata.is_empty() {
+            consumer_profiles.insert(consumer.id.clone(), ConsumerProfile { tier: consumer.tier, metadata: consumer.metadata });
         }
         let allowed = consumer.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all);
         access.insert(consumer.id, allowed);

@@ -55,4 +55,7 @@ pub struct UsageEvent {
     pub colo: Option<String>,
     /// What the guardrails found and did, when a guard profile applied.
     pub guard: Option<GuardSummary>,
+    /// The consumer's configured metadata (team, cost centre...), for reporting.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }

@@ -181,6 +181,7 @@ struct Trace {
     guard: Option<GuardSummary>,
     /// Milliseconds to the upstream's response head, once known.
     latency_ms: Option<u64>,
+    metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl Trace {
@@ -213,6 +214,7 @@ impl Trace {
             country: self.country.clone(),
             colo: self.colo.clone(),
             guard: self.guard.clone(),
+            metadata: self.metadata.clone(),
         }
     }
 }
@@ -244,6 +246,7 @@ impl Gateway {
             route: None,
             guard: None,
             latency_ms: None,
+            metadata: Default::default(),
         };
         let origin = request.header("origin").map(str::to_string);
         let preflight = request.method == "OPTIONS";
@@ -366,6 +369,9 @@ impl Gateway {
         trace.consumer = caller.consumer.clone();
         trace.tenant = caller.tenant.clone();
         trace.tier = caller.tier.clone();
+        if let Some(profile) = caller.consumer.as_deref().and_then(|c| config.consumer_profiles.get(c)) {
+            trace.metadata = profile.metadata.clone();
+        }
 
         match route {
             Route::ListModels | Route::GetModel(_) => {
@@ -435,6 +441,7 @@ impl Gateway {
             Ok(policy::AuthDecision::Anonymous) => Ok(Caller::default()),
             Ok(policy::AuthDecision::Consumer(id)) => Ok(Caller {
                 tenant: config.consumer_tenants.get(&id).cloned(),
+                tier: config.consumer_profiles.get(&id).and_then(|p| p.tier.clone()),
                 key_id: presented.map(|k| format!("sha256:{}", &hex::encode(policy::auth::key_digest(k))[..16])),
                 consumer: Some(id),
                 ..Caller::default()
@@ -1064,7 +1071,7 @@ fn route_facts(
         allowed_jurisdictions: allowed,
         consumer: caller.consumer.clone(),
         tier: caller.tier.clone(),
-        metadata: Default::default(),
+        metadata: caller.consumer.as_deref().and_then(|c| config.consumer_profiles.get(c)).map(|p| p.metadata.clone()).unwrap_or_default(),
         headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
         request: policy::route::RequestShape {
             input_tokens,

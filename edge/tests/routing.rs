@@ -221,3 +221,24 @@ fn embeddings_models_cannot_have_targets_so_residency_cannot_be_bypassed() {
     let errors = edge::config::Config::parse(&doc.to_string()).unwrap_err().to_string();
     assert!(errors.contains("models.chat.targets") && errors.contains("embeddings"), "{errors}");
 }
+
+#[test]
+fn consumer_metadata_and_default_tier_drive_conditions_and_reach_the_event() {
+    let mut doc: Value = serde_json::from_str(&config(ordered())).unwrap();
+    doc["auth"]["consumers"][1]["metadata"] = json!({ "team": "legal" });
+    doc["auth"]["consumers"][1]["tier"] = json!("premium");
+    doc["models"]["chat"]["conditions"] = json!([
+        { "when": [{ "metadata": { "key": "team", "equals": "legal" } }, { "tier": "premium" }], "then": { "targets": ["eu-b"] } }
+    ]);
+    let host = MemoryHost::new().with_config(&doc.to_string()).with_upstream(|r| {
+        let h = r.url.split('/').nth(2).unwrap_or_default().to_string();
+        Scripted::Respond(ok_body(&h))
+    });
+    let answer = run(&Gateway::new(), &host, chat(US_KEY, "US", false));
+    assert_eq!(answer.header("x-gateway-target"), Some("eu-b"), "{:?}", answer.header("x-gateway-route"));
+    let event = host.events().pop().unwrap();
+    assert_eq!(event.metadata.get("team").map(String::as_str), Some("legal"));
+    assert_eq!(event.tier.as_deref(), Some("premium"));
+    // Another consumer without the metadata keeps the normal order (EU tenant: eu-a first).
+    assert_eq!(run(&Gateway::new(), &host, chat(EU_KEY, "DE", true)).header("x-gateway-target"), Some("eu-a"));
+}

@@ -1464,6 +1464,7 @@ fn check_model_patterns(path: &str, patterns: &[String], models: &BTreeMap<Strin
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one out-map per consumer setting; each caller fills the same ones
 fn validate_consumers(
     consumers: Vec<RawConsumer>,
     models: &BTreeMap<String, ModelRoute>,

@@ -673,8 +673,8 @@ impl Gateway {
         if let Some(value) = route_header {
             rate_headers.push(("x-gateway-route".into(), value));
             if let Some(summary) = &trace.route {
-                rate_headers.push(("x-gateway-target".into(), summary.target.clone()));
-                rate_headers.push(("x-gateway-region".into(), summary.region.clone()));
+                rate_headers.push(("x-gateway-target".into(), policy::route::header_safe(&summary.target)));
+                rate_headers.push(("x-gateway-region".into(), policy::route::header_safe(&summary.region)));
             }
         }
 
@@ -860,10 +860,11 @@ impl Gateway {
                         plan.header_value()
                     } else {
                         // The plan's first choice failed: say where the request went and why.
-                        let mut parts = vec![format!("target={}", target.id), format!("region={}", target.region)];
+                        let safe = policy::route::header_safe;
+                        let mut parts = vec![format!("target={}", safe(&target.id)), format!("region={}", safe(&target.region))];
                         parts.push(format!("reason={}", fallbacks.join(",")));
                         if !plan.excluded.is_empty() {
-                            let list: Vec<String> = plan.excluded.iter().map(|(id, r)| format!("{id}:{}", r.short())).collect();
+                            let list: Vec<String> = plan.excluded.iter().map(|(id, r)| format!("{}:{}", safe(id), r.short())).collect();
                             parts.push(format!("excluded={}", list.join(",")));
                         }
                         parts.join("; ")

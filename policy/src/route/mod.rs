@@ -356,7 +356,7 @@ impl RoutePlan {
 }
 
 /// Keep visible ASCII except the separators the header uses.
-fn header_safe(s: &str) -> String {
+pub fn header_safe(s: &str) -> String {
     s.chars().take(64).map(|c| if c.is_ascii_graphic() && !matches!(c, ';' | ',' | '=' | ':') { c } else { '_' }).collect()
 }
 

@@ -187,10 +187,12 @@ async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str
     let (secret, record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
     let digest = hex::encode(Sha256::digest(secret.as_bytes()));
     let record_json = serde_json::to_string(&record).unwrap_or_default();
+    // Audit first: no key can exist without its entry (a failed store write after it leaves an
+    // entry for a key that never worked, and the key, never shown, is unusable by anyone).
+    write_audit(host, &audit_entry(now, actor, "key.create", &record.id, json!({ "consumer": record.consumer, "tenant": record.tenant, "models": record.models, "expires_ms": record.expires_ms }))).await?;
     host.kv_put(&virtual_keys::record_key(&digest), &record_json).await.map_err(store_error)?;
     host.kv_put(&virtual_keys::id_key(&record.id), &digest).await.map_err(store_error)?;
     host.kv_put(&virtual_keys::consumer_index_key(&record.consumer, &record.id), &digest).await.map_err(store_error)?;
-    write_audit(host, &audit_entry(now, actor, "key.create", &record.id, json!({ "consumer": record.consumer, "tenant": record.tenant, "models": record.models, "expires_ms": record.expires_ms }))).await?;
     // The only time the key is ever shown.
     Ok(Response::json(201, &json!({ "key": secret, "record": record })))
 }

@@ -653,7 +653,7 @@ impl Gateway {
                 checked?;
             }
         }
-        let reservation = admit(config, caller, route, provider, &request, headers, host, trace).await?;
+        let mut reservation = admit(config, caller, route, provider, &request, headers, host, trace).await?;
         let called = match config.routes.get(&route.name) {
             Some(spec) => self.routed_call(config, caller, route, spec, &request, headers, facts, host, trace).await,
             None => call_provider(config, route, host, trace, |ctx| provider::chat(provider, route, request, ctx))
@@ -668,6 +668,8 @@ impl Gateway {
             }
         };
         let route = &chosen;
+        // Charge the price of the target that served the request (routing may have moved it).
+        reservation.served_by(&route.upstream_model);
         let mut rate_headers: Vec<(String, String)> =
             reservation.headers(host.now_ms()).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         if let Some(value) = route_header {

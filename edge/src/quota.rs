@@ -88,6 +88,12 @@ impl Reservation {
         }
     }
 
+    /// The request was served by `upstream_model` (a routed request may not be served by the
+    /// target it was estimated for): settlement charges that model's price.
+    pub fn served_by(&mut self, upstream_model: &str) {
+        self.upstream_model = upstream_model.to_string();
+    }
+
     /// The cost of a finished call at the configured prices (the upstream model's price, else
     /// the configured model name's).
     pub fn cost(&self, usage: &Usage) -> Option<Nanos> {

@@ -242,3 +242,20 @@ fn consumer_metadata_and_default_tier_drive_conditions_and_reach_the_event() {
     // Another consumer without the metadata keeps the normal order (EU tenant: eu-a first).
     assert_eq!(run(&Gateway::new(), &host, chat(EU_KEY, "DE", true)).header("x-gateway-target"), Some("eu-a"));
 }
+
+#[test]
+fn a_fallback_is_charged_at_the_price_of_the_target_that_served_it() {
+    let mut doc: Value = serde_json::from_str(&config(ordered())).unwrap();
+    doc["models"]["chat"]["targets"][0]["upstream_model"] = json!("gpt-big");
+    doc["prices"] = json!({ "gpt-big": { "input": "100.00", "output": "100.00" }, "gpt-4o-mini": { "input": "1.00", "output": "1.00" } });
+    doc["budgets"] = json!([{ "scope": ["consumer"], "window": "day", "usd": "10.00" }]);
+    let host = MemoryHost::new().with_config(&doc.to_string()).with_upstream(|r| {
+        let h = r.url.split('/').nth(2).unwrap_or_default().to_string();
+        if h == "us.test" { Scripted::Respond(status(503)) } else { Scripted::Respond(ok_body(&h)) }
+    });
+    let answer = run(&Gateway::new(), &host, chat(US_KEY, "US", false));
+    assert_eq!(answer.header("x-gateway-target"), Some("eu-a"));
+    // 10 input + 5 output tokens at $1 per million each, not at gpt-big's $100.
+    let quota = host.events().pop().unwrap().quota.unwrap();
+    assert_eq!(quota.cost_nanos, Some(15_000));
+}

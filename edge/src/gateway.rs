@@ -881,6 +881,7 @@ impl Gateway {
                         attempts: n as u32 + 1,
                         estimated_gco2e: plan.estimates.iter().find(|e| e.index == attempt.index).map(|e| e.gco2e),
                         default_gco2e: plan.default_gco2e,
+                        saving_gco2e: plan.estimates.iter().find(|e| e.index == attempt.index).map(|e| plan.default_gco2e - e.gco2e),
                         params_b: target.params_b,
                         provider: target.provider.clone(),
                         gco2e: None,
@@ -1021,6 +1022,10 @@ pub struct RouteSummary {
     pub estimated_gco2e: Option<f64>,
     /// The estimate for the route's default target (the first in its order).
     pub default_gco2e: f64,
+    /// `default_gco2e - estimated_gco2e`: what the choice saved against the default (negative
+    /// when latency or cost outweighed carbon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saving_gco2e: Option<f64>,
     /// Estimated gCO2e of this request from its reported usage (energy per token by model size,
     /// the region's grid intensity; see docs/routing.md for the sources and the uncertainty).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -96,6 +96,9 @@ fn without_live_values_annual_figures_are_used_and_flagged_stale() {
     let (served_by, route) = chat(&host, &Gateway::new());
     assert_eq!(served_by, "fr.test", "annual: FR 16 g/kWh beats DE 276");
     assert_eq!(route["carbon_data"], "stale");
+    // ...while choosing FR over the default DE saves the difference of the two estimates.
+    let saving = route["saving_gco2e"].as_f64().unwrap();
+    assert!(saving > 0.0 && (saving - (route["default_gco2e"].as_f64().unwrap() - route["estimated_gco2e"].as_f64().unwrap())).abs() < 1e-12, "{route}");
 }
 
 #[test]
@@ -111,6 +114,8 @@ fn the_scheduled_refresh_stores_live_values_and_routing_follows_them() {
     assert_eq!(served_by, "de.test", "live: DE 50 g/kWh beats FR 400");
     assert_eq!(route["carbon_data"], "live");
     assert!(route["gco2e"].as_f64().unwrap() > 0.0);
+    // The default (first) target is DE here, so the carbon choice saved nothing against it...
+    assert_eq!(route["saving_gco2e"].as_f64(), Some(0.0));
     // Two hours later, with no refresh in between, the values are stale: annual figures again.
     host.advance(2 * 3_600_000);
     let (served_by, route) = chat(&host, &gateway);

@@ -105,6 +105,12 @@ struct RawTenant {
     /// Jurisdictions the tenant's requests may be processed in (default: `[jurisdiction]`).
     #[serde(default)]
     residency: Option<Vec<String>>,
+    /// Models every caller of the tenant may use at most (on top of each caller's own list).
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    /// Labels for routing conditions and the usage event (a consumer's own metadata wins).
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -789,6 +795,9 @@ pub struct Tenant {
     pub jurisdiction: Option<String>,
     /// Where the tenant's requests may be processed; `None` = anywhere.
     pub residency: Option<BTreeSet<String>>,
+    /// Models the tenant's callers may use at most; `None` = no tenant-wide restriction.
+    pub models: Option<ModelAccess>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Residency rules that do not come from a tenant.
@@ -831,6 +840,15 @@ impl Config {
             ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
         })?;
         validate(raw)
+    }
+
+    /// The caller's metadata: the tenant's, overridden key by key by the consumer's own.
+    pub fn metadata_for(&self, consumer: Option<&str>, tenant: Option<&str>) -> BTreeMap<String, String> {
+        let mut out = tenant.and_then(|t| self.tenants.get(t)).map(|t| t.metadata.clone()).unwrap_or_default();
+        if let Some(profile) = consumer.and_then(|c| self.consumer_profiles.get(c)) {
+            out.extend(profile.metadata.clone());
+        }
+        out
     }
 
     /// The access list of an authenticated consumer (everything for anonymous callers).
@@ -1274,7 +1292,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
             }
         }
         let residency = tenant.residency.map(|r| r.into_iter().collect()).or_else(|| tenant.jurisdiction.iter().map(|j| std::iter::once(j.clone()).collect()).next());
-        tenants.insert(name, Tenant { jurisdiction: tenant.jurisdiction, residency });
+        if let Some(patterns) = &tenant.models {
+            check_model_patterns(&format!("tenants.{name}.models"), patterns, &models, &mut issue);
+        }
+        let access = tenant.models.map(ModelAccess::new);
+        tenants.insert(name, Tenant { jurisdiction: tenant.jurisdiction, residency, models: access, metadata: tenant.metadata });
     }
     for tenant in consumer_tenants.values() {
         tenants.entry(tenant.clone()).or_insert_with(Tenant::default);

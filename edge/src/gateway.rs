@@ -369,9 +369,7 @@ impl Gateway {
         trace.consumer = caller.consumer.clone();
         trace.tenant = caller.tenant.clone();
         trace.tier = caller.tier.clone();
-        if let Some(profile) = caller.consumer.as_deref().and_then(|c| config.consumer_profiles.get(c)) {
-            trace.metadata = profile.metadata.clone();
-        }
+        trace.metadata = config.metadata_for(caller.consumer.as_deref(), caller.tenant.as_deref());
 
         match route {
             Route::ListModels | Route::GetModel(_) => {
@@ -1079,7 +1077,7 @@ fn route_facts(
         allowed_jurisdictions: allowed,
         consumer: caller.consumer.clone(),
         tier: caller.tier.clone(),
-        metadata: caller.consumer.as_deref().and_then(|c| config.consumer_profiles.get(c)).map(|p| p.metadata.clone()).unwrap_or_default(),
+        metadata: config.metadata_for(caller.consumer.as_deref(), caller.tenant.as_deref()),
         headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
         request: policy::route::RequestShape {
             input_tokens,
@@ -1288,6 +1286,11 @@ fn resolve<'c>(
 }
 
 fn may_use(config: &Config, caller: &Caller, model: &str) -> bool {
+    // A tenant-wide list bounds every caller of the tenant, whatever their own list says.
+    let tenant_models = caller.tenant.as_deref().and_then(|t| config.tenants.get(t)).and_then(|t| t.models.as_ref());
+    if tenant_models.is_some_and(|m| !m.allows(model)) {
+        return false;
+    }
     if let Some(key_models) = &caller.key_models {
         // A virtual key: its own list, within its consumer's when the consumer is configured.
         let consumer_allows = config.access_for(caller.consumer.as_deref()).is_none_or(|a| a.allows(model));

@@ -259,3 +259,26 @@ fn a_fallback_is_charged_at_the_price_of_the_target_that_served_it() {
     let quota = host.events().pop().unwrap().quota.unwrap();
     assert_eq!(quota.cost_nanos, Some(15_000));
 }
+
+#[test]
+fn a_tenant_bounds_the_models_of_all_its_callers_and_lends_them_its_metadata() {
+    let mut doc: Value = serde_json::from_str(&config(ordered())).unwrap();
+    doc["models"]["other"] = json!({ "provider": "eu-a", "upstream_model": "gpt-4o-mini" });
+    doc["tenants"]["acme-eu"]["models"] = json!(["chat"]);
+    doc["tenants"]["acme-eu"]["metadata"] = json!({ "cost_centre": "eu-ops" });
+    let host = MemoryHost::new().with_config(&doc.to_string()).with_upstream(|r| {
+        let h = r.url.split('/').nth(2).unwrap_or_default().to_string();
+        Scripted::Respond(ok_body(&h))
+    });
+    let gateway = Gateway::new();
+    assert_eq!(run(&gateway, &host, chat(EU_KEY, "DE", true)).status, 200);
+    assert_eq!(host.events().pop().unwrap().metadata.get("cost_centre").map(String::as_str), Some("eu-ops"));
+    let mut other = chat(EU_KEY, "DE", true);
+    other.body = Body::Bytes(json!({ "model": "other", "messages": [{ "role": "user", "content": "hi" }] }).to_string().into_bytes());
+    let denied = run(&gateway, &host, other);
+    assert_eq!((denied.status, denied.body["error"]["code"].as_str()), (403, Some("model_not_allowed")));
+    // The US consumer has no tenant: both models.
+    let mut other = chat(US_KEY, "US", false);
+    other.body = Body::Bytes(json!({ "model": "other", "messages": [{ "role": "user", "content": "hi" }] }).to_string().into_bytes());
+    assert_eq!(run(&gateway, &host, other).status, 200);
+}

@@ -407,16 +407,7 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
         }
     }
     let finish = finish_reason(value.get("stop_reason").and_then(Value::as_str), !calls.is_empty());
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = json!(reasoning);
-    }
+    let message = super::assistant_message(text, &reasoning, calls);
     let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(Value::as_object).and_then(usage_of);
     let mut out = json!({

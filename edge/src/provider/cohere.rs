@@ -343,16 +343,7 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
     }
     let calls = response_tool_calls(message.get("tool_calls"))?;
     let finish = finish_reason(reason, !calls.is_empty());
-    let mut out_message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
-    });
-    if !calls.is_empty() {
-        out_message["tool_calls"] = Value::Array(calls);
-    }
-    if !reasoning.is_empty() {
-        out_message["reasoning_content"] = json!(reasoning);
-    }
+    let out_message = super::assistant_message(text, &reasoning, calls);
     let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(usage_of);
     let mut out = json!({
@@ -611,17 +602,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
     let data = content::embedding_data(&vectors, request, bad_response)?;
     let raw_usage = value.get("meta").filter(|m| m.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(usage_of);
-    let prompt = usage.map_or(0, |u| u.input_tokens);
-    Ok(Translated {
-        body: json!({
-            "object": "list",
-            "data": data,
-            "model": ctx.model,
-            "usage": { "prompt_tokens": prompt, "total_tokens": prompt },
-        }),
-        usage,
-        raw_usage,
-    })
+    Ok(super::embeddings_list(data, ctx, usage, raw_usage))
 }
 
 

@@ -743,16 +743,7 @@ fn choice(candidate: &Value, index: usize, ids: &mut CallIds) -> Value {
         // inlineData, executableCode, ...: no OpenAI chat form.
     }
     let finish = finish_reason(candidate.get("finishReason").and_then(Value::as_str), !calls.is_empty());
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = json!(reasoning);
-    }
+    let message = super::assistant_message(text, &reasoning, calls);
     json!({ "index": index, "message": message, "logprobs": null, "finish_reason": finish })
 }
 
@@ -973,17 +964,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
             .sum();
         Usage::from_parts(tokens, 0, 0, 0, 0)
     });
-    let prompt = usage.map_or(0, |u| u.input_tokens);
-    Ok(Translated {
-        body: json!({
-            "object": "list",
-            "data": data,
-            "model": ctx.model,
-            "usage": { "prompt_tokens": prompt, "total_tokens": prompt },
-        }),
-        usage,
-        raw_usage: statistics.map(Value::Array),
-    })
+    Ok(super::embeddings_list(data, ctx, usage, statistics.map(Value::Array)))
 }
 
 /// The credential for the configured API: the API key or the Vertex access token.

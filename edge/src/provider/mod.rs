@@ -94,6 +94,38 @@ pub struct Translated {
     pub raw_usage: Option<Value>,
 }
 
+/// An OpenAI assistant message from a provider's answer: `content` is null when the answer is
+/// only tool calls, `tool_calls` and `reasoning_content` appear only when there are some.
+pub fn assistant_message(text: String, reasoning: &str, calls: Vec<Value>) -> Value {
+    let mut message = json!({
+        "role": "assistant",
+        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
+    });
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
+    }
+    message
+}
+
+/// An OpenAI embeddings `list` with the provider's rows and usage (`prompt_tokens` 0 when the
+/// provider reports none).
+pub fn embeddings_list(data: Vec<Value>, ctx: &ResponseContext, usage: Option<Usage>, raw_usage: Option<Value>) -> Translated {
+    let prompt = usage.map_or(0, |u| u.input_tokens);
+    Translated {
+        body: json!({
+            "object": "list",
+            "data": data,
+            "model": ctx.model,
+            "usage": { "prompt_tokens": prompt, "total_tokens": prompt },
+        }),
+        usage,
+        raw_usage,
+    }
+}
+
 /// Why a provider's stream cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamFault {

@@ -159,11 +159,8 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
         Some(other) => other.to_string(),
     };
     let calls = tool_calls(value.get("tool_calls"));
-    let mut message = json!({ "role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) } });
     let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
+    let message = super::assistant_message(text, "", calls);
     let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(usage_of);
     let mut out = json!({
@@ -181,7 +178,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
     let value: Value = serde_json::from_slice(body).map_err(|_| bad_response("result is not JSON"))?;
     let rows = value.get("data").and_then(Value::as_array).ok_or_else(|| bad_response("result has no data array"))?;
     let data = content::embedding_data(&rows.iter().collect::<Vec<_>>(), request, bad_response)?;
-    Ok(Translated { body: json!({ "object": "list", "data": data, "model": ctx.model, "usage": { "prompt_tokens": 0, "total_tokens": 0 } }), usage: None, raw_usage: None })
+    Ok(super::embeddings_list(data, ctx, None, None))
 }
 
 /// The native stream (`data: {"response": ...}` events) as OpenAI chunks.

@@ -458,16 +458,7 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
         // Redacted reasoning, images, citations, future block types: no OpenAI form.
     }
     let finish = finish_reason(value.get("stopReason").and_then(Value::as_str), !calls.is_empty());
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) },
-    });
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = json!(reasoning);
-    }
+    let message = super::assistant_message(text, &reasoning, calls);
     let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(usage_of);
     let mut out = json!({
@@ -674,17 +665,7 @@ pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &Respo
     let tokens = value.get("inputTextTokenCount").and_then(Value::as_u64);
     let usage = tokens.map(|t| Usage::from_parts(t, 0, 0, 0, 0));
     let raw_usage = tokens.map(|t| json!({ "inputTextTokenCount": t }));
-    let prompt = tokens.unwrap_or(0);
-    Ok(Translated {
-        body: json!({
-            "object": "list",
-            "data": data,
-            "model": ctx.model,
-            "usage": { "prompt_tokens": prompt, "total_tokens": prompt },
-        }),
-        usage,
-        raw_usage,
-    })
+    Ok(super::embeddings_list(data, ctx, usage, raw_usage))
 }
 
 

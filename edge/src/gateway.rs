@@ -314,12 +314,9 @@ impl Gateway {
             Ok(config) => config,
             Err(error) => return format!("scheduled: no usable configuration ({})", error.label()),
         };
-        let Some(feed) = &config.carbon_feed else { return "scheduled: no carbon_feed configured; nothing to do".into() };
-        let outcome = crate::carbon::refresh(feed, host).await;
-        // This isolate re-reads the new values on its next routed request.
-        self.carbon.replace(None);
-        match outcome {
+        match self.refresh_carbon(&config, host).await {
             Ok(report) => format!("scheduled: carbon intensities refreshed for {} regions, {} failed {:?}", report.updated.len(), report.failed.len(), report.failed),
+            Err(crate::carbon::RefreshError::NotConfigured) => "scheduled: no carbon_feed configured; nothing to do".into(),
             Err(error) => format!("scheduled: carbon refresh stored nothing: {error:?}"),
         }
     }
@@ -328,6 +325,7 @@ impl Gateway {
     pub(crate) async fn refresh_carbon<H: Host>(&self, config: &Config, host: &H) -> Result<crate::carbon::RefreshReport, crate::carbon::RefreshError> {
         let feed = config.carbon_feed.as_ref().ok_or(crate::carbon::RefreshError::NotConfigured)?;
         let outcome = crate::carbon::refresh(feed, host).await;
+        // This isolate re-reads the new values on its next routed request.
         self.carbon.replace(None);
         outcome
     }
@@ -823,7 +821,7 @@ impl Gateway {
         trace: &mut Trace,
     ) -> Result<(ModelRoute, &'c ProviderConfig, OutboundResponse, u64, Option<String>), GatewayError> {
         use policy::route::{backoff_ms, exceeds_cap, should_fall_back, RouteError};
-        let route_facts = route_facts(config, caller, request, headers, facts);
+        let route_facts = route_facts(config, caller, request, headers, facts, &trace.metadata);
         let spec = policy::route::resolve_route(spec, &route_facts, &config.routes).map_err(|e| route_error(&route.name, e))?;
         let now = host.now_ms();
         let (carbon_table, carbon_data) = self.carbon_table(config, host).await;
@@ -950,9 +948,9 @@ impl Gateway {
         }
         self.health_sync.set((read_at, now));
         let Ok(text) = serde_json::to_string(&*self.health.borrow()) else { return };
-        let host = host.clone();
-        host.clone().wait_until(async move {
-            let _ = host.kv_put(HEALTH_KV_KEY, &text).await; // best effort: sharing is an optimisation
+        let store = host.clone();
+        host.wait_until(async move {
+            let _ = store.kv_put(HEALTH_KV_KEY, &text).await; // best effort: sharing is an optimisation
         });
     }
 
@@ -1047,6 +1045,7 @@ fn route_facts(
     request: &ChatRequest,
     headers: &[(String, String)],
     facts: &crate::host::RequestFacts,
+    metadata: &std::collections::BTreeMap<String, String>,
 ) -> policy::route::RequestFacts {
     use std::collections::BTreeSet;
     let mut allowed: Option<BTreeSet<String>> = None;
@@ -1077,7 +1076,7 @@ fn route_facts(
         allowed_jurisdictions: allowed,
         consumer: caller.consumer.clone(),
         tier: caller.tier.clone(),
-        metadata: config.metadata_for(caller.consumer.as_deref(), caller.tenant.as_deref()),
+        metadata: metadata.clone(),
         headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
         request: policy::route::RequestShape {
             input_tokens,

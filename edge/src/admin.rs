@@ -71,8 +71,8 @@ pub async fn handle<H: Host>(gateway: &crate::Gateway, config: &Config, request:
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_string());
     let Some(presented) = presented else { return Err(GatewayError::MissingCredential) };
-    let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    if !constant_time_eq(&digest, &admin.key_sha256) {
+    let digest = policy::auth::key_digest(&presented);
+    if !policy::auth::digest_eq(&digest, &admin.key_sha256) {
         return Err(GatewayError::InvalidCredential);
     }
     let actor = format!("admin:{}", &hex::encode(digest)[..8]);
@@ -122,10 +122,6 @@ pub async fn handle<H: Host>(gateway: &crate::Gateway, config: &Config, request:
         }
         _ => Err(GatewayError::NotFound { path }),
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn percent_decode(value: &str) -> String {
@@ -185,7 +181,7 @@ async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     let random = [word(0), word(1), word(2), word(3)];
     let (secret, record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
-    let digest = hex::encode(Sha256::digest(secret.as_bytes()));
+    let digest = hex::encode(policy::auth::key_digest(&secret));
     let record_json = serde_json::to_string(&record).unwrap_or_default();
     // Audit first: no key can exist without its entry (a failed store write after it leaves an
     // entry for a key that never worked, and the key, never shown, is unusable by anyone).
@@ -279,7 +275,7 @@ pub async fn virtual_key<H: Host>(presented: &str, host: &H) -> Result<Option<Vi
     if !virtual_keys::looks_like_virtual_key(presented) {
         return Ok(None);
     }
-    let digest = hex::encode(Sha256::digest(presented.as_bytes()));
+    let digest = hex::encode(policy::auth::key_digest(presented));
     let record = load_record(host, &digest).await?;
     Ok(record.filter(|r| r.status(host.now_ms()) == virtual_keys::KeyStatus::Active))
 }

@@ -52,7 +52,7 @@ pub fn parse_key_digest(hex_digest: &str) -> Option<[u8; 32]> {
 }
 
 /// Compare two digests without an early exit, so timing does not reveal a matching prefix.
-fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -18,13 +18,16 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use policy::identity::virtual_keys::{self, VirtualKey};
+use policy::identity::virtual_keys;
 use policy::limits::{CounterOp, CounterReply};
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::host::{Host, HostError};
-use crate::http::{Request, Response};
+use crate::host::Host;
+use crate::http::{percent_decode, read_json_value, Request, Response};
+use crate::isolate::config::CONFIG_KV_KEY;
+use crate::isolate::IsolateState;
+use crate::key_store::{load_record, store_error};
 
 thread_local! {
     static AUDIT_SEQUENCE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -36,11 +39,6 @@ const AUDIT_PAGE: usize = 200;
 /// Why an admin call failed (mapped to the OpenAI error shape like every other route).
 fn bad_request(message: impl Into<String>, param: Option<&str>) -> GatewayError {
     GatewayError::InvalidRequest { message: message.into(), param: param.map(str::to_string) }
-}
-
-/// The store's own message stays out of the response (it may name bindings or keys).
-fn store_error(_error: HostError) -> GatewayError {
-    GatewayError::StoreUnavailable
 }
 
 /// One audit log entry. It names what changed, never a key or a secret.
@@ -61,7 +59,7 @@ async fn write_audit<H: Host>(host: &H, entry: &Value) -> Result<(), GatewayErro
 }
 
 /// Handle `/admin/...`. `path` is the request path; the body is read here when needed.
-pub async fn handle<H: Host>(gateway: &crate::Gateway, config: &Config, request: Request, host: &H) -> Result<Response, GatewayError> {
+pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Request, host: &H) -> Result<Response, GatewayError> {
     let Some(admin) = &config.admin else {
         return Err(GatewayError::NotFound { path: request.path.clone() });
     };
@@ -81,28 +79,28 @@ pub async fn handle<H: Host>(gateway: &crate::Gateway, config: &Config, request:
     let now = host.now_ms();
     match (method.as_str(), path.as_str()) {
         ("POST", "/admin/keys") => {
-            let body = crate::gateway::read_json_value(request, 64 * 1024).await?;
+            let body = read_json_value(request, 64 * 1024).await?;
             create_key(config, body, host, &actor, now).await
         }
         ("GET", p) if p.starts_with("/admin/consumers/") && p.ends_with("/keys") => {
             let consumer = percent_decode(&p["/admin/consumers/".len()..p.len() - "/keys".len()]);
             list_keys(&consumer, host, now).await
         }
-        ("DELETE", p) if p.starts_with("/admin/keys/") => revoke_key(&p["/admin/keys/".len()..], host, &actor, now).await,
+        ("DELETE", p) if p.starts_with("/admin/keys/") => revoke_key(&percent_decode(&p["/admin/keys/".len()..]), host, &actor, now).await,
         ("GET", p) if p.starts_with("/admin/usage/") => usage(config, &percent_decode(&p["/admin/usage/".len()..]), host).await,
         ("GET", "/admin/config") => {
-            let text = host.kv_get(crate::gateway::CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
+            let text = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
             let document: Value = text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
             Ok(Response::json(200, &json!({ "config": document })))
         }
         ("PUT", "/admin/config") => {
-            let body = crate::gateway::read_json_value(request, config.limits.max_body_bytes).await?;
+            let body = read_json_value(request, config.limits.max_body_bytes).await?;
             put_config(body, host, &actor, now).await
         }
         ("GET", "/admin/audit") => audit(host).await,
         ("POST", "/admin/carbon/refresh") => {
             use crate::carbon::RefreshError;
-            match gateway.refresh_carbon(config, host).await {
+            match state.carbon.refresh(config, host).await {
                 Ok(report) => {
                     let detail = json!({ "updated": report.updated.len(), "failed": report.failed.len() });
                     write_audit(host, &audit_entry(now, &actor, "carbon.refresh", "carbon", detail)).await?;
@@ -122,26 +120,6 @@ pub async fn handle<H: Host>(gateway: &crate::Gateway, config: &Config, request:
         }
         _ => Err(GatewayError::NotFound { path }),
     }
-}
-
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            (b'+', _) => out.push(b' '),
-            (b, _) => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
@@ -201,11 +179,6 @@ fn optional_string(body: &Value, field: &str) -> Result<Option<String>, GatewayE
     }
 }
 
-async fn load_record<H: Host>(host: &H, digest: &str) -> Result<Option<VirtualKey>, GatewayError> {
-    let text = host.kv_get(&virtual_keys::record_key(digest)).await.map_err(store_error)?;
-    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
-}
-
 async fn list_keys<H: Host>(consumer: &str, host: &H, now: u64) -> Result<Response, GatewayError> {
     let index = host.kv_list(&virtual_keys::consumer_index_prefix(consumer)).await.map_err(store_error)?;
     let mut data = Vec::new();
@@ -249,8 +222,8 @@ async fn put_config<H: Host>(body: Value, host: &H, actor: &str, now: u64) -> Re
         let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         return Err(bad_request(format!("The configuration is invalid: {}", list.join("; ")), errors.0.first().map(|e| e.path.as_str())));
     }
-    let before = host.kv_get(crate::gateway::CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config()).unwrap_or_default();
-    host.kv_put(crate::gateway::CONFIG_KV_KEY, &text).await.map_err(store_error)?;
+    let before = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config()).unwrap_or_default();
+    host.kv_put(CONFIG_KV_KEY, &text).await.map_err(store_error)?;
     let digest = |t: &str| hex::encode(&Sha256::digest(t.as_bytes())[..8]);
     write_audit(host, &audit_entry(now, actor, "config.update", "config", json!({ "before_sha256": digest(&before), "after_sha256": digest(&text), "bytes": text.len() }))).await?;
     Ok(Response::json(200, &json!({ "ok": true, "sha256": digest(&text) })))
@@ -268,14 +241,4 @@ async fn audit<H: Host>(host: &H) -> Result<Response, GatewayError> {
         }
     }
     Ok(Response::json(200, &json!({ "object": "list", "data": data })))
-}
-
-/// Look up a presented virtual key: the record when it is active.
-pub async fn virtual_key<H: Host>(presented: &str, host: &H) -> Result<Option<VirtualKey>, GatewayError> {
-    if !virtual_keys::looks_like_virtual_key(presented) {
-        return Ok(None);
-    }
-    let digest = hex::encode(policy::auth::key_digest(presented));
-    let record = load_record(host, &digest).await?;
-    Ok(record.filter(|r| r.status(host.now_ms()) == virtual_keys::KeyStatus::Active))
 }

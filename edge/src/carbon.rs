@@ -120,10 +120,10 @@ async fn fetch_zone<H: Host>(feed: &CarbonFeed, zone: &str, token: &str, host: &
         if response.status != 200 {
             return Err(format!("status {}", response.status));
         }
-        let body = crate::gateway::read_body(response.body, 64 * 1024).await.map_err(|_| "body".to_string())?;
+        let body = crate::http::read_body(response.body, 64 * 1024).await.map_err(|_| "body".to_string())?;
         parse_latest(&body).ok_or_else(|| "no carbonIntensity".to_string())
     };
-    crate::gateway::with_timeout(host, FETCH_TIMEOUT_MS, call).await.unwrap_or_else(|| Err("timeout".into()))
+    crate::host::with_timeout(host, FETCH_TIMEOUT_MS, call).await.unwrap_or_else(|| Err("timeout".into()))
 }
 
 /// `carbonIntensity` of Electricity Maps' `/v3/carbon-intensity/latest` answer, when usable.

@@ -6,8 +6,6 @@
 
 use serde_json::{json, Value};
 
-use crate::http::Response;
-
 /// Who caused a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
@@ -296,39 +294,33 @@ impl GatewayError {
         out
     }
 
-    /// The complete HTTP response for this error on an OpenAI-compatible route.
-    pub fn to_response(&self) -> Response {
-        self.to_response_with(&self.to_openai_body())
-    }
-
-    /// The HTTP response for this error with `body` in the route's own error format (e.g.
-    /// Anthropic's on `/v1/messages`), with the same status and headers.
-    pub fn to_response_with(&self, body: &Value) -> Response {
-        let mut response = Response::json(self.status(), body);
+    /// The headers a response carrying this error must have besides its body: `retry-after`
+    /// where waiting helps, the rate-limit headers, `allow` and `www-authenticate`.
+    /// `crate::http::Response::error` builds the response from them.
+    pub fn response_headers(&self) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
         if let GatewayError::UpstreamStatus { retry_after: Some(after), .. } = self {
-            response = response.with_header("retry-after", after.clone());
+            headers.push(("retry-after".into(), after.clone()));
         }
-        if let GatewayError::RateLimited { retry_after_secs, headers, .. } = self {
+        if let GatewayError::RateLimited { retry_after_secs, headers: limits, .. } = self {
             if let Some(secs) = retry_after_secs {
-                response = response.with_header("retry-after", secs.to_string());
+                headers.push(("retry-after".into(), secs.to_string()));
             }
-            for (name, value) in headers {
-                response = response.with_header(name, value.clone());
-            }
+            headers.extend(limits.iter().cloned());
         }
         if matches!(self, GatewayError::NoRouteTarget { residency: false, .. }) {
-            response = response.with_header("retry-after", "5");
+            headers.push(("retry-after".into(), "5".into()));
         }
         if matches!(self, GatewayError::QuotaUnavailable | GatewayError::StoreUnavailable) {
-            response = response.with_header("retry-after", "1");
+            headers.push(("retry-after".into(), "1".into()));
         }
         if let GatewayError::MethodNotAllowed { allowed, .. } = self {
-            response = response.with_header("allow", *allowed);
+            headers.push(("allow".into(), allowed.to_string()));
         }
         if matches!(self, GatewayError::MissingCredential | GatewayError::InvalidCredential | GatewayError::InvalidToken { .. }) {
-            response = response.with_header("www-authenticate", "Bearer");
+            headers.push(("www-authenticate".into(), "Bearer".into()));
         }
-        response
+        headers
     }
 }
 
@@ -354,9 +346,8 @@ mod tests {
             retry_after: Some("7".into()),
             body: None,
         };
-        let response = err.to_response();
-        assert_eq!(response.status, 429);
-        assert_eq!(response.header("retry-after"), Some("7"));
+        assert_eq!(err.status(), 429);
+        assert_eq!(err.response_headers(), vec![("retry-after".to_string(), "7".to_string())]);
         assert!(err.retryable());
     }
 

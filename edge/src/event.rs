@@ -1,8 +1,12 @@
-//! The one structured event every request produces when it is finished.
+//! The one structured event every request produces when it is finished, and the summaries the
+//! stages contribute to it (guard, quota, route). Plain data: the stages fill it, the host emits
+//! it (`Host::emit`), so it sits below both.
 
+use std::rc::Rc;
+
+use policy::guard::{BlockReason, GuardReport};
 use serde::Serialize;
 
-use crate::guard::GuardSummary;
 use crate::openai::Usage;
 
 /// How a request ended.
@@ -43,10 +47,10 @@ pub struct UsageEvent {
     pub provider_usage: Option<serde_json::Value>,
     /// What the rate limits and budgets reserved and charged, when any applied.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub quota: Option<crate::quota::QuotaSummary>,
+    pub quota: Option<QuotaSummary>,
     /// Where a multi-target model's request went and why (target, region, reason, carbon).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<crate::gateway::RouteSummary>,
+    pub route: Option<RouteSummary>,
     /// Milliseconds from receiving the request to the response head.
     pub latency_ms: u64,
     /// Milliseconds from receiving the request to the end of the response body.
@@ -58,4 +62,97 @@ pub struct UsageEvent {
     /// The consumer's configured metadata (team, cost centre...), for reporting.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// The guard part of the usage event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardSummary {
+    pub profile: String,
+    pub actions: Vec<GuardActionCount>,
+    pub injection_score: Option<f32>,
+    pub injection_signals: Vec<&'static str>,
+    pub blocked: Option<String>,
+    pub images_unscanned: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardActionCount {
+    pub rule: String,
+    pub action: &'static str,
+    pub direction: &'static str,
+    pub count: u32,
+}
+
+impl GuardSummary {
+    pub fn from_report(profile: &str, report: &GuardReport) -> Self {
+        GuardSummary {
+            profile: profile.to_string(),
+            actions: report
+                .actions
+                .iter()
+                .map(|((rule, action, output), count)| GuardActionCount {
+                    rule: rule.clone(),
+                    action,
+                    direction: if *output { "output" } else { "input" },
+                    count: *count,
+                })
+                .collect(),
+            injection_score: report.injection_score.map(|s| (s * 100.0).round() / 100.0),
+            injection_signals: report.injection_signals.clone(),
+            blocked: report.blocked.as_ref().map(BlockReason::rule),
+            images_unscanned: report.images_unscanned,
+        }
+    }
+}
+
+/// What the usage event records of the quota stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QuotaSummary {
+    /// Estimated input and output tokens reserved before the call.
+    pub estimated_input_tokens: u64,
+    pub reserved_output_tokens: u64,
+    /// The cost charged in USD nanos (from the provider's usage), when a price is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<u64>,
+    /// Scopes admitted without metering because their store failed open.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmetered: Vec<String>,
+}
+
+/// How one routed request went, for the usage event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RouteSummary {
+    pub target: String,
+    pub region: String,
+    pub jurisdiction: String,
+    /// Why this target: the planner's reason, or the fallbacks that led to it.
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<String>,
+    pub attempts: u32,
+    /// The planner's estimate before the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_gco2e: Option<f64>,
+    /// The estimate for the route's default target (the first in its order).
+    pub default_gco2e: f64,
+    /// `default_gco2e - estimated_gco2e`: what the choice saved against the default (negative
+    /// when latency or cost outweighed carbon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saving_gco2e: Option<f64>,
+    /// Estimated gCO2e of this request from its reported usage (energy per token by model size,
+    /// the region's grid intensity; see docs/routing.md for the sources and the uncertainty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gco2e: Option<f64>,
+    /// Where the carbon figures came from: `annual` (shipped table), `live` (the feed), or
+    /// `stale` (a feed is configured but has no fresh values; annual figures were used).
+    pub carbon_data: &'static str,
+    #[serde(skip)]
+    pub params_b: u32,
+    #[serde(skip)]
+    pub provider: String,
+    /// The live table the estimate used (none: the shipped one).
+    #[serde(skip)]
+    pub carbon_table: Option<Rc<policy::route::CarbonTable>>,
 }

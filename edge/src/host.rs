@@ -21,67 +21,14 @@
 //! Spin has no strongly consistent store in its SDK: its `counter` always fails (see
 //! docs/spin.md), so each limit's configured failure mode decides.
 
-use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 
-use futures::Stream;
+use futures::future::{select, Either};
 use policy::limits::{CounterOp, CounterReply};
 
-/// A chunk of a streamed body, or why the stream broke.
-pub type BodyChunk = Result<Vec<u8>, BodyError>;
+pub use crate::http::{Body, BodyChunk, BodyError, ByteStream, RequestFacts};
 
-/// A streamed body. Not `Send`: on Workers it wraps a JS `ReadableStream`.
-pub type ByteStream = Pin<Box<dyn Stream<Item = BodyChunk>>>;
-
-/// The body of a request or response, whole or streamed.
-pub enum Body {
-    Empty,
-    Bytes(Vec<u8>),
-    Stream(ByteStream),
-}
-
-impl fmt::Debug for Body {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Body::Empty => f.write_str("Body::Empty"),
-            Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
-            Body::Stream(_) => f.write_str("Body::Stream(..)"),
-        }
-    }
-}
-
-impl From<Vec<u8>> for Body {
-    fn from(bytes: Vec<u8>) -> Self {
-        Body::Bytes(bytes)
-    }
-}
-
-/// A streamed body broke before its end (connection reset, upstream aborted, client went away).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyError(pub String);
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Facts about where a request entered the network, as the platform reports them
-/// (`request.cf` on Workers). Every field is optional: a local run knows none of them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestFacts {
-    /// ISO 3166-1 alpha-2 country code.
-    pub country: Option<String>,
-    /// Two-letter continent code (`EU`, `NA`, ...).
-    pub continent: Option<String>,
-    /// The edge location (Cloudflare colo IATA code, or a region name elsewhere).
-    pub colo: Option<String>,
-    /// Whether the country is in the European Union.
-    pub is_eu_country: Option<bool>,
-    /// Approximate latitude/longitude of the client.
-    pub coordinates: Option<(f64, f64)>,
-}
+use crate::event::UsageEvent;
 
 /// An HTTP request the core wants sent upstream.
 #[derive(Debug)]
@@ -166,7 +113,7 @@ pub trait Host: Clone + 'static {
     }
 
     /// Record one finished request (a structured log line on Workers).
-    fn emit(&self, event: &crate::event::UsageEvent);
+    fn emit(&self, event: &UsageEvent);
 
     /// Apply one operation to the counters of `subject` (a resolved limit scope, e.g.
     /// `consumer:web`) and return the store's answer.
@@ -201,4 +148,12 @@ pub trait Host: Clone + 'static {
     /// on Spin a task spawned on the request's component-model task). `task` must handle its own
     /// errors: nothing observes its outcome. It is not cancelled when the client disconnects.
     fn wait_until(&self, task: impl Future<Output = ()> + 'static);
+}
+
+/// Run `future` unless `ms` pass first (on the host's clock: virtual time under test).
+pub async fn with_timeout<H: Host, T>(host: &H, ms: u64, future: impl Future<Output = T>) -> Option<T> {
+    match select(Box::pin(future), Box::pin(host.sleep(ms))).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
+    }
 }

@@ -1,6 +1,70 @@
-//! The plain request and response types the adapters translate to and from.
+//! The plain HTTP types the adapters translate to and from (requests, responses, bodies whole or
+//! streamed, the platform's facts about the request), and the helpers every layer above needs to
+//! read them: a body with a size cap, a JSON request body, percent-decoding of a path segment.
 
-use crate::host::{Body, RequestFacts};
+use std::fmt;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+
+use crate::error::GatewayError;
+
+/// A chunk of a streamed body, or why the stream broke.
+pub type BodyChunk = Result<Vec<u8>, BodyError>;
+
+/// A streamed body. Not `Send`: on Workers it wraps a JS `ReadableStream`.
+pub type ByteStream = Pin<Box<dyn Stream<Item = BodyChunk>>>;
+
+/// The body of a request or response, whole or streamed.
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    Stream(ByteStream),
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Body::Empty"),
+            Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
+            Body::Stream(_) => f.write_str("Body::Stream(..)"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body::Bytes(bytes)
+    }
+}
+
+/// A streamed body broke before its end (connection reset, upstream aborted, client went away).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError(pub String);
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Facts about where a request entered the network, as the platform reports them
+/// (`request.cf` on Workers). Every field is optional: a local run knows none of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestFacts {
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: Option<String>,
+    /// Two-letter continent code (`EU`, `NA`, ...).
+    pub continent: Option<String>,
+    /// The edge location (Cloudflare colo IATA code, or a region name elsewhere).
+    pub colo: Option<String>,
+    /// Whether the country is in the European Union.
+    pub is_eu_country: Option<bool>,
+    /// Approximate latitude/longitude of the client.
+    pub coordinates: Option<(f64, f64)>,
+}
+
 
 /// An inbound HTTP request, as the adapter saw it.
 #[derive(Debug)]
@@ -50,6 +114,19 @@ impl Response {
         self.headers.push((name.to_string(), value.into()));
         self
     }
+
+    /// The response for `error` on an OpenAI-compatible route.
+    pub fn error(error: &GatewayError) -> Self {
+        Self::error_with(error, &error.to_openai_body())
+    }
+
+    /// The response for `error` with `body` in the route's own error format (e.g. Anthropic's on
+    /// `/v1/messages`): the same status and headers whatever the format.
+    pub fn error_with(error: &GatewayError, body: &Value) -> Self {
+        let mut response = Self::json(error.status(), body);
+        response.headers.extend(error.response_headers());
+        response
+    }
 }
 
 /// The first value of a header by case-insensitive name.
@@ -58,4 +135,114 @@ pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyReadError {
+    /// More than the caller's limit: reading stopped there.
+    TooLarge,
+    /// The stream broke before its end.
+    Broken(String),
+}
+
+/// Collect a body, refusing more than `limit` bytes without reading further.
+pub async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyReadError> {
+    match body {
+        Body::Empty => Ok(Vec::new()),
+        Body::Bytes(bytes) if bytes.len() > limit => Err(BodyReadError::TooLarge),
+        Body::Bytes(bytes) => Ok(bytes),
+        Body::Stream(mut stream) => {
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| BodyReadError::Broken(e.0))?;
+                if out.len() + chunk.len() > limit {
+                    return Err(BodyReadError::TooLarge);
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// A client's JSON request body: the content type must say JSON, the body (declared and actual
+/// length) must fit in `limit` bytes and must not be empty.
+pub async fn read_json_body(request: Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    let content_type = request.header("content-type").map(str::to_string);
+    let is_json = content_type
+        .as_deref()
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(GatewayError::UnsupportedContentType { got: content_type });
+    }
+    let declared = request.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    match read_body(request.body, limit).await {
+        Ok(bytes) if bytes.is_empty() => Err(GatewayError::InvalidJson { detail: "the body is empty".into() }),
+        Ok(bytes) => Ok(bytes),
+        Err(BodyReadError::TooLarge) => Err(GatewayError::BodyTooLarge { limit }),
+        Err(BodyReadError::Broken(detail)) => Err(GatewayError::BodyRead { detail }),
+    }
+}
+
+/// A JSON request body parsed as a value (the admin API's bodies).
+pub async fn read_json_value(request: Request, limit: usize) -> Result<Value, GatewayError> {
+    let bytes = read_json_body(request, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| GatewayError::InvalidJson { detail: e.to_string() })
+}
+
+/// Decode the percent-escapes of a URL path segment (RFC 3986): `%2B` is `+`, and a literal `+`
+/// stays `+` (turning `+` into a space is a form-encoding rule, not a path rule). A `%` not
+/// followed by two hex digits stays as it is; invalid UTF-8 becomes U+FFFD.
+pub fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_follows_the_path_rules() {
+        assert_eq!(percent_decode("a%2Bb"), "a+b");
+        assert_eq!(percent_decode("a+b"), "a+b");
+        assert_eq!(percent_decode("team%20one"), "team one");
+        assert_eq!(percent_decode("caf%C3%A9"), "café");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn an_error_response_carries_the_error_headers() {
+        let error = GatewayError::UpstreamStatus { provider: "p".into(), status: 429, retry_after: Some("7".into()), body: None };
+        let response = Response::error(&error);
+        assert_eq!(response.status, 429);
+        assert_eq!(response.header("retry-after"), Some("7"));
+        assert_eq!(response.header("content-type"), Some("application/json"));
+    }
 }

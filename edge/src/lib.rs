@@ -4,24 +4,52 @@
 //! implement [`Host`] over their bindings, and call [`Gateway::handle`]. Everything else (routing,
 //! configuration, authentication, provider translation, streaming, errors) lives here and
 //! compiles to `wasm32-unknown-unknown` with no host SDK types.
+//!
+//! # Layers
+//!
+//! Each line is a layer; a module imports only from the layers above its line in this list
+//! (lower layers), never from its own line's later entries or from below. `edge/tests/layers.rs`
+//! parses every `crate::` path of `edge/src` and fails on an import against this order or on
+//! any import cycle between files; docs/architecture.md walks one request through them.
+//!
+//! 1. `sse`, `config` — wire framing and the validated configuration document: plain data, no
+//!    import from the rest of the crate
+//! 2. `error` — every failure, its status and its OpenAI-style body
+//! 3. `http` — requests, responses, bodies, and the helpers to read them (size caps, JSON)
+//! 4. `openai`, `tokenize` — the OpenAI wire types every provider translates to and from, and
+//!    the prompt-token estimate
+//! 5. `event` — the usage event and the summaries the stages contribute to it
+//! 6. `host`, `testing` — the one trait through which the core reaches the platform (with the
+//!    timeout helper), and the in-memory host that implements it for tests
+//! 7. `provider`, `carbon`, `key_store` — what the core says to the outside: provider
+//!    translation, the live carbon feed, stored virtual keys
+//! 8. `messages` — the Anthropic Messages API as clients speak it, over the providers' pieces
+//! 9. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
+//!    route health, carbon)
+//! 10. `pipeline` — the request's phases, one module each, assembled in `pipeline/mod.rs`
+//! 11. `admin` — the admin API
+//! 12. `gateway` — the entry point: preflight, admin or pipeline, error format, CORS
+//!
+//! Adapters (`adapters/cloudflare`, `adapters/spin`) sit above all of it and use only what this
+//! file re-exports.
 
-pub mod admin;
-pub mod carbon;
+pub mod sse;
 pub mod config;
 pub mod error;
-pub mod event;
-pub mod gateway;
-pub mod guard;
-pub mod host;
 pub mod http;
-pub mod messages;
 pub mod openai;
-pub mod provider;
-pub mod quota;
-pub mod sse;
-pub mod stream;
-pub mod testing;
 pub mod tokenize;
+pub mod event;
+pub mod host;
+pub mod testing;
+pub mod provider;
+pub mod carbon;
+pub mod key_store;
+pub mod messages;
+pub mod isolate;
+pub mod pipeline;
+pub mod admin;
+pub mod gateway;
 
 pub use config::Config;
 pub use error::GatewayError;

@@ -204,7 +204,7 @@ fn observed_health_is_shared_through_the_host_store() {
         host.advance(30_000); // writes are spaced: at most one per 30 s per isolate
     }
     host.block_on(host.run_background());
-    let stored: Value = serde_json::from_str(&host.kv_value(edge::gateway::HEALTH_KV_KEY).expect("health was written")).unwrap();
+    let stored: Value = serde_json::from_str(&host.kv_value(edge::isolate::health::HEALTH_KV_KEY).expect("health was written")).unwrap();
     assert!(stored["eu-b"]["ewma_latency_ms"].is_number(), "{stored}");
     let sent_before = host.requests().iter().filter(|r| r.url.contains("eu-a.test")).count();
     let second = Gateway::new();

@@ -29,7 +29,7 @@ use edge::openai::{parse_request, ChatRequest, EmbeddingsRequest, Usage};
 use edge::provider::bedrock::eventstream::encode_message;
 use edge::provider::{self, Dispatch, ProviderContext, ResponseContext, StreamFault};
 use edge::sse::SseDecoder;
-use edge::stream::{translate_stream, ClientEncoder, ClientFormat, StreamEnd, StreamPlan};
+use edge::pipeline::stream::{translate_stream, ClientEncoder, ClientFormat, StreamEnd, StreamPlan};
 use edge::testing::MemoryHost;
 use edge::{ByteStream, GatewayError};
 use futures::StreamExt;

@@ -1,4 +1,4 @@
-//! Guardrails in the pipeline: which parts of an OpenAI request and response are text, and what
+//! The guard phase: which parts of an OpenAI request and response are text, and what
 //! the guards did, for the usage event. The detection and the policies live in `policy::guard`.
 //!
 //! Scanned on the way in: every message's `content` (string or text parts), tool-call
@@ -9,13 +9,16 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use policy::guard::{BlockReason, Direction, GuardReport, Guards, Placeholders, StreamGuard};
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::config::{GuardProfile, OpenAiProviderConfig};
+use crate::config::{Config, GuardProfile, ModelRoute, Moderation, OpenAiProviderConfig, ProviderConfig};
 use crate::error::GatewayError;
-use crate::host::OutboundRequest;
+use crate::event::GuardSummary;
+use crate::host::{with_timeout, Host, OutboundRequest};
+use crate::http::read_body;
+use crate::isolate::IsolateState;
 use crate::openai::ChatRequest;
+use crate::pipeline::context::RequestContext;
 
 /// A streamed choice's `delta` object.
 pub type Delta = Map<String, Value>;
@@ -258,47 +261,6 @@ impl RequestGuard {
     }
 }
 
-/// The guard part of the usage event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GuardSummary {
-    pub profile: String,
-    pub actions: Vec<GuardActionCount>,
-    pub injection_score: Option<f32>,
-    pub injection_signals: Vec<&'static str>,
-    pub blocked: Option<String>,
-    pub images_unscanned: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GuardActionCount {
-    pub rule: String,
-    pub action: &'static str,
-    pub direction: &'static str,
-    pub count: u32,
-}
-
-impl GuardSummary {
-    pub fn from_report(profile: &str, report: &GuardReport) -> Self {
-        GuardSummary {
-            profile: profile.to_string(),
-            actions: report
-                .actions
-                .iter()
-                .map(|((rule, action, output), count)| GuardActionCount {
-                    rule: rule.clone(),
-                    action,
-                    direction: if *output { "output" } else { "input" },
-                    count: *count,
-                })
-                .collect(),
-            injection_score: report.injection_score.map(|s| (s * 100.0).round() / 100.0),
-            injection_signals: report.injection_signals.clone(),
-            blocked: report.blocked.as_ref().map(BlockReason::rule),
-            images_unscanned: report.images_unscanned,
-        }
-    }
-}
-
 /// The moderation call: `POST {base_url}/moderations` with the request's texts.
 pub fn moderation_request(provider: &OpenAiProviderConfig, model: &str, texts: Vec<String>, api_key: Option<&str>) -> OutboundRequest {
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
@@ -318,4 +280,81 @@ pub fn moderation_flagged(body: &[u8]) -> Option<bool> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let results = value.get("results")?.as_array()?;
     Some(results.iter().any(|r| r.get("flagged").and_then(Value::as_bool).unwrap_or(false)))
+}
+
+/// Guard the request's input: the profile that applies to this caller and model (none: nothing
+/// to do), its detectors and rules over every text, then the optional moderation call. The
+/// returned state guards the output and restores placeholders in it.
+pub async fn guard_input<H: Host>(
+    state: &IsolateState,
+    config: &Config,
+    ctx: &mut RequestContext,
+    route: &ModelRoute,
+    request: &mut ChatRequest,
+    host: &H,
+) -> Result<Option<RequestGuard>, GatewayError> {
+    let Some(profile) = config.guard_for(ctx.caller.api_consumer(), route) else { return Ok(None) };
+    let mut guard = RequestGuard::new(state.guards_for(config), profile.clone());
+    let checked = guard.guard_input(request);
+    ctx.guard = Some(guard.summary());
+    checked?;
+    if let Some(moderation) = guard.profile.moderation.clone() {
+        let checked = moderate(config, host, &moderation, RequestGuard::input_texts(request), &mut guard).await;
+        ctx.guard = Some(guard.summary());
+        checked?;
+    }
+    Ok(Some(guard))
+}
+
+/// Guard a whole completion's output; `Ok(true)` when the guard changed it.
+pub fn guard_output(ctx: &mut RequestContext, guard: Option<&mut RequestGuard>, completion: &mut Value) -> Result<bool, GatewayError> {
+    let Some(guard) = guard else { return Ok(false) };
+    let checked = guard.guard_completion(completion);
+    ctx.guard = Some(guard.summary());
+    checked
+}
+
+/// Ask the configured moderation endpoint about the request's texts (after redaction).
+async fn moderate<H: Host>(
+    config: &Config,
+    host: &H,
+    moderation: &Moderation,
+    texts: Vec<String>,
+    guard: &mut RequestGuard,
+) -> Result<(), GatewayError> {
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let Some(ProviderConfig::OpenAi(provider)) = config.providers.get(&moderation.provider) else {
+        return Err(GatewayError::ModerationUnavailable);
+    };
+    let key = match &provider.api_key_secret {
+        Some(name) => Some(host.secret(name).ok_or_else(|| GatewayError::MissingSecret { name: name.clone() })?),
+        None => None,
+    };
+    let request = moderation_request(provider, &moderation.model, texts, key.as_deref());
+    let call = async {
+        let response = host.fetch(request).await.ok()?;
+        if !(200..300).contains(&response.status) {
+            return None;
+        }
+        let body = read_body(response.body, 1024 * 1024).await.ok()?;
+        moderation_flagged(&body)
+    };
+    match with_timeout(host, moderation.timeout_ms, call).await.flatten() {
+        Some(true) => {
+            guard.report.record("moderation".into(), policy::guard::GuardAction::Block, Direction::Input);
+            guard.report.blocked = Some(BlockReason::Rule("moderation".into()));
+            Err(GatewayError::ContentBlocked { rule: "moderation".into(), output: false })
+        }
+        Some(false) => Ok(()),
+        None if moderation.block_on_error => {
+            guard.report.record("moderation_unavailable".into(), policy::guard::GuardAction::Block, Direction::Input);
+            Err(GatewayError::ModerationUnavailable)
+        }
+        None => {
+            guard.report.record("moderation_unavailable".into(), policy::guard::GuardAction::Log, Direction::Input);
+            Ok(())
+        }
+    }
 }

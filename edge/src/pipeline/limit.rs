@@ -1,4 +1,4 @@
-//! The quota stage: admit a request against its rate limits and budgets before the call, settle
+//! The limit phase: admit a request against its rate limits and budgets before the call, settle
 //! the provider's reported usage after it, release the reservation when the call fails.
 //!
 //! Each configured scope resolves to one subject (`consumer:alice`, `tenant:acme|model:gpt-4o`)
@@ -10,19 +10,18 @@
 //! When the store cannot answer within `quota.store_timeout_ms`, the scope's failure mode decides:
 //! closed (the default) refuses with 503, open admits unmetered and says so in the usage event.
 
-use std::future::Future;
-
 use policy::limits::{
     output_reservation, rate_limit_headers, retry_after_secs, Admission, Alert, Amounts, CounterOp, CounterReply, FailureMode,
     LimitStatus, Metric, Nanos, RequestFacts, ScopeError, TokenUsage, DEFAULT_RESERVATION_TTL_MS,
 };
-use serde::Serialize;
 use serde_json::json;
 
-use crate::config::{Config, ModelRoute};
+use crate::config::{Config, ModelRoute, ProviderConfig};
 use crate::error::GatewayError;
-use crate::host::{Host, OutboundRequest};
-use crate::openai::Usage;
+use crate::event::QuotaSummary;
+use crate::host::{with_timeout, Host, OutboundRequest};
+use crate::openai::{ChatRequest, Usage};
+use crate::pipeline::context::RequestContext;
 
 /// Who and what a request counts against.
 pub struct QuotaFacts<'a> {
@@ -53,20 +52,6 @@ pub struct Reservation {
     /// Scopes whose store failed and whose failure mode is open: admitted without metering.
     pub unmetered: Vec<String>,
     prices: Option<policy::limits::PriceTable>,
-}
-
-/// What the usage event records of the quota stage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct QuotaSummary {
-    /// Estimated input and output tokens reserved before the call.
-    pub estimated_input_tokens: u64,
-    pub reserved_output_tokens: u64,
-    /// The cost charged in USD nanos (from the provider's usage), when a price is known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_nanos: Option<u64>,
-    /// Scopes admitted without metering because their store failed open.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unmetered: Vec<String>,
 }
 
 impl Reservation {
@@ -113,13 +98,32 @@ fn token_usage(usage: &Usage) -> TokenUsage {
     }
 }
 
-/// Run `future` unless `ms` pass first.
-async fn within<H: Host, T>(host: &H, ms: u64, future: impl Future<Output = T>) -> Option<T> {
-    use futures::future::{select, Either};
-    match select(Box::pin(future), Box::pin(host.sleep(ms))).await {
-        Either::Left((value, _)) => Some(value),
-        Either::Right(_) => None,
+/// Reserve a chat request's estimated usage against every rate limit and budget that applies.
+/// The prompt is counted here (exactly where the build has a tokenizer and the provider is
+/// OpenAI-family) only when a limit applies, and the count is kept in the context for routing.
+pub async fn reserve<H: Host>(
+    config: &Config,
+    ctx: &mut RequestContext,
+    route: &ModelRoute,
+    provider: &ProviderConfig,
+    request: &ChatRequest,
+    host: &H,
+) -> Result<Reservation, GatewayError> {
+    if config.quota.groups.is_empty() {
+        return Ok(Reservation::default());
     }
+    let openai_family = matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_));
+    let input_tokens = ctx.prompt_tokens(request, openai_family);
+    let caller = &ctx.caller;
+    let header_refs: Vec<(&str, &str)> = ctx.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let facts = QuotaFacts {
+        key_id: caller.key_id.as_deref(),
+        consumer: caller.consumer.as_deref(),
+        tenant: caller.tenant.as_deref(),
+        headers: &header_refs,
+    };
+    let output = request.max_output_tokens().map(|m| m.saturating_mul(request.choices()));
+    admit(config, route, &facts, input_tokens, output, &ctx.request_id, host).await
 }
 
 /// Admit the request against every limit that applies to it. `input_tokens` is the estimate
@@ -169,7 +173,7 @@ pub async fn admit<H: Host>(
     let ttl_ms = DEFAULT_RESERVATION_TTL_MS;
     for (subject, group) in subjects {
         let op = CounterOp::Admit { specs: group.specs.clone(), amounts: estimate, reservation_id: request_id.to_string(), ttl_ms };
-        let reply = within(host, quota.store_timeout_ms, host.counter(&subject, jurisdiction.as_deref(), &op)).await;
+        let reply = with_timeout(host, quota.store_timeout_ms, host.counter(&subject, jurisdiction.as_deref(), &op)).await;
         let admission: Admission = match reply {
             Some(Ok(CounterReply::Admitted(admission))) => admission,
             _ if group.on_store_error == FailureMode::Open => {
@@ -255,5 +259,5 @@ async fn send_alert<H: Host>(host: &H, url: &str, subject: &str, alert: &Alert) 
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.to_string().into_bytes(),
     };
-    let _ = within(host, 5_000, host.fetch(request)).await;
+    let _ = with_timeout(host, 5_000, host.fetch(request)).await;
 }

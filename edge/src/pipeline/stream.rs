@@ -19,7 +19,8 @@ use policy::guard::StreamGuard;
 
 use crate::error::GatewayError;
 use crate::event::Outcome;
-use crate::guard::{GuardSummary, RequestGuard, StreamKey};
+use crate::event::GuardSummary;
+use crate::pipeline::guard::{RequestGuard, StreamKey};
 use crate::host::{ByteStream, Host};
 use crate::openai::Usage;
 use crate::provider::{StreamDecoder, StreamFault};

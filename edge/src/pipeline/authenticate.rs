@@ -1,0 +1,104 @@
+//! The authenticate phase: who is calling, from `Authorization: Bearer` (an API key from the
+//! configuration, a virtual key from the admin API, or, when configured, a JWT) or `x-api-key`.
+//! It runs before the body is read, so unauthenticated callers cost nothing.
+
+use policy::identity::{verify_jwt as verify_token, JwtKey};
+
+use crate::config::{Config, JwtAuth};
+use crate::error::GatewayError;
+use crate::host::Host;
+use crate::http::Request;
+use crate::isolate::IsolateState;
+use crate::key_store;
+use crate::pipeline::context::Caller;
+
+/// Establish the caller of `request`.
+pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, request: &Request, host: &H) -> Result<Caller, GatewayError> {
+    let presented = match request.header("authorization") {
+        Some(value) => {
+            let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(GatewayError::InvalidCredential);
+            }
+            Some(token.trim())
+        }
+        None => request.header("x-api-key"),
+    };
+    if let (Some(jwt), Some(token)) = (&config.jwt, presented) {
+        if looks_like_jwt(token) {
+            return verify_jwt(state, jwt, token, host).await;
+        }
+    }
+    match config.keys.authenticate(presented) {
+        Ok(policy::AuthDecision::Anonymous) => Ok(Caller::default()),
+        Ok(policy::AuthDecision::Consumer(id)) => Ok(Caller {
+            tenant: config.consumer_tenants.get(&id).cloned(),
+            tier: config.consumer_profiles.get(&id).and_then(|p| p.tier.clone()),
+            key_id: presented.map(|k| format!("sha256:{}", &hex::encode(policy::auth::key_digest(k))[..16])),
+            consumer: Some(id),
+            ..Caller::default()
+        }),
+        Err(policy::AuthError::MissingCredential) => Err(GatewayError::MissingCredential),
+        Err(policy::AuthError::InvalidCredential) => {
+            // Not in the configuration: maybe a key issued through the admin API.
+            let record = match presented {
+                Some(token) => key_store::active_key(token, host).await?,
+                None => None,
+            };
+            let record = record.ok_or(GatewayError::InvalidCredential)?;
+            Ok(Caller {
+                tenant: record.tenant.clone().or_else(|| config.consumer_tenants.get(&record.consumer).cloned()),
+                key_id: Some(record.id),
+                key_models: Some(record.models.map_or_else(policy::access::ModelAccess::all, policy::access::ModelAccess::new)),
+                consumer: Some(record.consumer),
+                ..Caller::default()
+            })
+        }
+    }
+}
+
+/// Verify a bearer JWT against the configured keys: static ones, HS256 secrets resolved through
+/// the host, and the JWKS URL's (refetched once when the token names an unknown key).
+async fn verify_jwt<H: Host>(state: &IsolateState, jwt: &JwtAuth, token: &str, host: &H) -> Result<Caller, GatewayError> {
+    let now_secs = host.now_ms() / 1000;
+    let mut keys = jwt.keys.clone();
+    for (kid, secret_name) in &jwt.hmac_secrets {
+        let secret = host
+            .secret(secret_name)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| GatewayError::MissingSecret { name: secret_name.clone() })?;
+        let key = JwtKey::hs256(secret.as_bytes()).map_err(|_| GatewayError::ConfigInvalid {
+            errors: vec![format!("the secret '{secret_name}' is not a usable HS256 key (at least 32 bytes)")],
+        })?;
+        keys.push(match kid {
+            Some(kid) => key.with_kid(kid.clone()),
+            None => key,
+        });
+    }
+    if let Some(url) = &jwt.jwks_url {
+        match state.jwks.keys(url, jwt.jwks_refresh_ms, host).await {
+            Some(remote) => keys.extend(remote),
+            None if keys.is_empty() => return Err(GatewayError::JwksUnavailable),
+            None => {}
+        }
+    }
+    let mut verdict = verify_token(token, &keys, &jwt.rules, now_secs);
+    // Keys may have rotated: refetch once (rate-limited) for a `kid` the set does not know.
+    if let (Err(error), Some(url)) = (&verdict, &jwt.jwks_url) {
+        if error.suggests_key_refresh() {
+            if let Some(remote) = state.jwks.refetch_for_unknown_key(url, host).await {
+                keys.extend(remote);
+                verdict = verify_token(token, &keys, &jwt.rules, now_secs);
+            }
+        }
+    }
+    match verdict {
+        Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, key_id: None, via_jwt: true, key_models: None }),
+        Err(error) => Err(GatewayError::InvalidToken { reason: error.code() }),
+    }
+}
+
+/// A compact JWS: three base64url parts, the header a JSON object (`eyJ`).
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.matches('.').count() == 2
+}

@@ -1,0 +1,101 @@
+//! What the pipeline knows about one request, computed once and read by every later stage:
+//! who is calling, from where, for which model, with how many prompt tokens; and what the
+//! stages did, for the usage event ([`crate::pipeline::record`]).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::event::{GuardSummary, QuotaSummary, RouteSummary};
+use crate::http::{Request, RequestFacts};
+use crate::openai::{ChatRequest, Usage};
+
+/// Who is calling, as authentication established it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The consumer id (API key) or the token's consumer claim; `None` when auth is off.
+    pub consumer: Option<String>,
+    pub tenant: Option<String>,
+    pub tier: Option<String>,
+    /// An identifier of the credential (never the credential): a digest prefix of an API key.
+    pub key_id: Option<String>,
+    /// The identity came from a bearer JWT (its tiers decide model access).
+    pub via_jwt: bool,
+    /// A virtual key's own model allow-list: narrows what its consumer may use.
+    pub key_models: Option<policy::access::ModelAccess>,
+}
+
+impl Caller {
+    /// The consumer id when it comes from the configuration (API keys), for per-consumer settings.
+    pub fn api_consumer(&self) -> Option<&str> {
+        if self.via_jwt {
+            None
+        } else {
+            self.consumer.as_deref()
+        }
+    }
+}
+
+/// The request's facts and what the stages recorded of it.
+#[derive(Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub operation: &'static str,
+    pub started_ms: u64,
+    /// Where the request entered the network, as the platform reports it.
+    pub location: RequestFacts,
+    /// The inbound headers (routing conditions, header-scoped limits, the residency header).
+    pub headers: Vec<(String, String)>,
+    pub caller: Caller,
+    /// The consumer's and tenant's configured metadata (routing conditions, reporting).
+    pub metadata: BTreeMap<String, String>,
+    /// The model the client asked for, once read from the body.
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub stream: bool,
+    /// The prompt's estimated tokens, counted once after the input guard (admission and routing
+    /// both read it).
+    pub prompt_tokens: Option<u64>,
+    pub usage: Option<Usage>,
+    /// The provider's own usage object, when a translating provider reported one.
+    pub provider_usage: Option<Value>,
+    pub quota: Option<QuotaSummary>,
+    pub route: Option<RouteSummary>,
+    pub guard: Option<GuardSummary>,
+    /// Milliseconds to the upstream's response head, once known.
+    pub latency_ms: Option<u64>,
+}
+
+impl RequestContext {
+    /// The context of a request that has just arrived.
+    pub fn new(request_id: String, started_ms: u64, request: &Request) -> Self {
+        RequestContext {
+            request_id,
+            operation: "unknown",
+            started_ms,
+            location: request.facts.clone(),
+            headers: request.headers.clone(),
+            caller: Caller::default(),
+            metadata: BTreeMap::new(),
+            model: None,
+            provider: None,
+            upstream_model: None,
+            stream: false,
+            prompt_tokens: None,
+            usage: None,
+            provider_usage: None,
+            quota: None,
+            route: None,
+            guard: None,
+            latency_ms: None,
+        }
+    }
+
+    /// The prompt's estimated tokens, counted on first need and then reused. `exact` asks for
+    /// the tokenizer where the build has one (admission against token limits and budgets); a
+    /// count made earlier is reused whichever way it was made.
+    pub fn prompt_tokens(&mut self, request: &ChatRequest, exact: bool) -> u64 {
+        *self.prompt_tokens.get_or_insert_with(|| crate::tokenize::chat_input_tokens(request, exact).0)
+    }
+}

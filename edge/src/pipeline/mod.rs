@@ -1,0 +1,135 @@
+//! The request pipeline: the phases an API request goes through, in order. Each phase is one
+//! module; this file only reads top to bottom as the request's journey.
+//!
+//! | phase | module | when | may |
+//! |---|---|---|---|
+//! | endpoint | [`endpoint`] | first, no I/O | refuse unknown paths and methods before the config is read |
+//! | config | [`crate::isolate::config`] | per request, cached | a KV read only when the cache is stale |
+//! | authenticate | [`authenticate`] | before the body is read | fail with 401; unauthenticated callers cost nothing |
+//! | body | [`crate::http::read_json_body`] | after authentication | refuse by content type and size, then parse in the client's API |
+//! | authorize | [`authorize`] | once the model is known | refuse unknown or forbidden models |
+//! | guard input | [`guard`] | before anything is reserved or sent | rewrite the request's texts, block it, call moderation |
+//! | limit | [`limit`] | before the call | count the prompt once, reserve against limits and budgets; released if the call fails |
+//! | route + dispatch | [`dispatch`] | the call | plan targets, send, fall back — never after a response head was accepted |
+//! | respond | [`respond`], [`stream`] | after the response head | translate whole or chunk by chunk, guard output, settle usage |
+//! | record | [`record`] | when the body ends, however it ends | emit the one usage event |
+//!
+//! A new stage is one module here and one line in [`chat`] (e.g. a cache lookup before
+//! `dispatch`, a cache fill after `respond`). What a stage learns about the request goes into the
+//! [`context::RequestContext`] that later stages read, so each fact is computed once.
+
+pub mod authenticate;
+pub mod authorize;
+pub mod context;
+pub mod dispatch;
+pub mod endpoint;
+pub mod guard;
+pub mod limit;
+pub mod record;
+pub mod respond;
+pub mod stream;
+
+use crate::config::{Config, ModelKind, ProviderConfig};
+use crate::error::GatewayError;
+use crate::event::Outcome;
+use crate::host::Host;
+use crate::http::{read_json_body, Request, Response};
+use crate::isolate::IsolateState;
+use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest};
+use crate::provider;
+
+use authenticate::authenticate;
+use authorize::authorize;
+use context::RequestContext;
+use dispatch::{call_provider, dispatch_chat, upstream_body};
+use endpoint::Endpoint;
+use guard::guard_input;
+use record::record;
+use respond::{openai_body, respond_chat, response_context, tag, whole_response, ClientApi, Reply};
+
+/// Serve one API request (everything but the admin API and CORS preflights).
+pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ctx: &mut RequestContext) -> Result<Response, GatewayError> {
+    let endpoint = Endpoint::from_path(&request.path).ok_or_else(|| GatewayError::NotFound { path: request.path.clone() })?;
+    ctx.operation = endpoint.operation();
+    if request.method != endpoint.allowed_method() {
+        return Err(GatewayError::MethodNotAllowed { method: request.method.clone(), allowed: endpoint.allowed_method() });
+    }
+    let config = state.config.current(host).await?;
+    ctx.caller = authenticate(state, &config, &request, host).await?;
+    ctx.metadata = config.metadata_for(ctx.caller.consumer.as_deref(), ctx.caller.tenant.as_deref());
+    let limit = config.limits.max_body_bytes;
+    match endpoint {
+        Endpoint::ListModels => {
+            let response = authorize::list_models(&config, &ctx.caller);
+            record(host, ctx, 200, Outcome::Completed, None);
+            Ok(response)
+        }
+        Endpoint::GetModel(id) => {
+            let response = authorize::get_model(&config, &ctx.caller, &id)?;
+            record(host, ctx, 200, Outcome::Completed, None);
+            Ok(response)
+        }
+        Endpoint::ChatCompletions => {
+            let chat_request: ChatRequest = parse_request(&read_json_body(request, limit).await?)?;
+            chat(state, &config, chat_request, ClientApi::OpenAi, host, ctx).await
+        }
+        Endpoint::Messages => {
+            let (chat_request, meta) = crate::messages::parse_messages_request(&read_json_body(request, limit).await?)?;
+            chat(state, &config, chat_request, ClientApi::Anthropic(meta), host, ctx).await
+        }
+        Endpoint::Embeddings => {
+            let embeddings_request: EmbeddingsRequest = parse_request(&read_json_body(request, limit).await?)?;
+            embeddings(&config, embeddings_request, host, ctx).await
+        }
+    }
+}
+
+/// A chat request (OpenAI or Anthropic client) from authorization to the response.
+async fn chat<H: Host>(
+    state: &IsolateState,
+    config: &Config,
+    mut request: ChatRequest,
+    client: ClientApi,
+    host: &H,
+    ctx: &mut RequestContext,
+) -> Result<Response, GatewayError> {
+    let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Chat, "chat completions")?;
+    if let ClientApi::Anthropic(meta) = &client {
+        // Anthropic's top_k has no OpenAI equivalent: pass it only to providers that have one.
+        if let (Some(k), false) = (meta.top_k, matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) | ProviderConfig::Mock)) {
+            request.rest.insert("top_k".into(), k.into());
+        }
+    }
+    ctx.stream = request.is_stream();
+    let strip_usage = !request.wants_stream_usage();
+    let guard = guard_input(state, config, ctx, route, &mut request, host).await?;
+    let reservation = limit::reserve(config, ctx, route, provider, &request, host).await?;
+    let call = match dispatch_chat(state, config, ctx, route, provider, &request, host).await {
+        Ok(call) => call,
+        Err(error) => {
+            limit::release(&reservation, host).await;
+            return Err(error);
+        }
+    };
+    let reply = Reply { client, stream: ctx.stream, strip_usage, guard, reservation };
+    respond_chat(config, ctx, call, reply, host).await
+}
+
+/// An embeddings request from authorization to the response (no guards, limits or routing).
+async fn embeddings<H: Host>(
+    config: &Config,
+    request: EmbeddingsRequest,
+    host: &H,
+    ctx: &mut RequestContext,
+) -> Result<Response, GatewayError> {
+    let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Embeddings, "embeddings")?;
+    let response_ctx = response_context(host, ctx, route);
+    let (upstream, deadline) =
+        call_provider(config, route, host, ctx, |call| provider::embeddings(provider, route, request.clone(), call)).await?;
+    let bytes = upstream_body(host, &route.provider, upstream, deadline, ctx).await?;
+    let (translated, forward) = match provider::embeddings_response(provider, &request, &bytes, &response_ctx) {
+        Some(translated) => (translated?, None),
+        None => (openai_body(&route.provider, &bytes)?, Some(bytes)),
+    };
+    whole_response(host, translated, forward, ctx, None).map(|r| tag(r, route))
+}

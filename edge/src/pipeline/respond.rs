@@ -1,0 +1,206 @@
+//! The respond phase: the upstream's answer becomes the client's response, streamed chunk by
+//! chunk ([`crate::pipeline::stream`]) or whole, in the client's API (OpenAI chunks and objects,
+//! or Anthropic events and messages on `/v1/messages`), with the output guarded, the usage
+//! settled against the reservation, and the usage event recorded when the body ends.
+
+use serde_json::Value;
+
+use crate::config::{Config, ModelRoute};
+use crate::error::GatewayError;
+use crate::event::Outcome;
+use crate::host::{Body, ByteStream, Host};
+use crate::http::Response;
+use crate::messages::{AnthropicEventEncoder, MessagesMeta};
+use crate::openai::Usage;
+use crate::pipeline::context::RequestContext;
+use crate::pipeline::dispatch::{upstream_body, Dispatched};
+use crate::pipeline::guard::{guard_output, RequestGuard};
+use crate::pipeline::limit::{self, Reservation};
+use crate::pipeline::record::record;
+use crate::pipeline::stream::{translate_stream, ClientEncoder, ClientFormat, OutputGuard, StreamEnd, StreamPlan};
+use crate::provider::{self, ResponseContext, Translated};
+
+/// The API the client speaks on this request.
+pub enum ClientApi {
+    OpenAi,
+    Anthropic(MessagesMeta),
+}
+
+/// What the respond phase carries over from the earlier ones besides the upstream's answer.
+pub struct Reply {
+    pub client: ClientApi,
+    /// The client asked for a stream.
+    pub stream: bool,
+    /// Remove usage from the client's stream (the gateway asked for it, the client did not).
+    pub strip_usage: bool,
+    pub guard: Option<RequestGuard>,
+    pub reservation: Reservation,
+}
+
+/// Answer a dispatched chat request.
+pub async fn respond_chat<H: Host>(
+    config: &Config,
+    ctx: &mut RequestContext,
+    call: Dispatched<'_>,
+    reply: Reply,
+    host: &H,
+) -> Result<Response, GatewayError> {
+    let Dispatched { route, provider, upstream, deadline, route_header } = call;
+    let Reply { client, stream, strip_usage, mut guard, mut reservation } = reply;
+    // Charge the price of the target that served the request (routing may have moved it).
+    reservation.served_by(&route.upstream_model);
+    let mut headers: Vec<(String, String)> = reservation.headers(host.now_ms()).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Some(value) = route_header {
+        headers.push(("x-gateway-route".into(), value));
+        if let Some(summary) = &ctx.route {
+            headers.push(("x-gateway-target".into(), policy::route::header_safe(&summary.target)));
+            headers.push(("x-gateway-region".into(), policy::route::header_safe(&summary.region)));
+        }
+    }
+    let response_ctx = response_context(host, ctx, &route);
+    let decoder = provider::stream_decoder(provider, &response_ctx);
+    // A translating provider streams in its own format (SSE, AWS event-stream); an
+    // OpenAI-compatible one must answer a streamed request with SSE to be streamed on.
+    let streams = decoder.is_some() || upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
+    if stream && streams {
+        let body = match upstream.body {
+            Body::Stream(s) => s,
+            Body::Bytes(b) => Box::pin(futures::stream::iter([Ok(b)])) as ByteStream,
+            Body::Empty => Box::pin(futures::stream::empty()) as ByteStream,
+        };
+        let plan = StreamPlan {
+            provider: route.provider.clone(),
+            strip_usage,
+            idle_timeout_ms: config.limits.stream_idle_timeout_ms,
+            decoder,
+            client: match &client {
+                ClientApi::OpenAi => ClientFormat::OpenAi,
+                ClientApi::Anthropic(meta) => ClientFormat::Other(Box::new(AnthropicEvents(AnthropicEventEncoder::new(
+                    &meta.model,
+                    &response_ctx.id.replace("chatcmpl-", "msg_"),
+                )))),
+            },
+        };
+        let mut finished = ctx.clone();
+        let event_host = host.clone();
+        let body = translate_stream(body, host.clone(), plan, guard.map(OutputGuard::new), move |end: StreamEnd| {
+            finished.usage = end.usage;
+            finished.provider_usage = end.raw_usage;
+            if end.guard.is_some() {
+                finished.guard = end.guard;
+            }
+            // Charge what the provider reported; a stream cut short without usage is charged
+            // its reservation (the tokens were generated whether or not they were read).
+            let cost = end.usage.as_ref().and_then(|u| reservation.cost(u));
+            if !reservation.is_empty() {
+                finished.quota = Some(reservation.summary(cost));
+            }
+            record(&event_host, &finished, 200, end.outcome, end.error);
+            event_host.wait_until(limit::settle(reservation, end.usage, event_host.clone()));
+        });
+        let mut response = Response {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "text/event-stream; charset=utf-8".into()),
+                ("cache-control".into(), "no-cache".into()),
+            ],
+            body: Body::Stream(body),
+        };
+        response.headers.extend(headers);
+        return Ok(tag(response, &route));
+    }
+    let answered = async {
+        let bytes = upstream_body(host, &route.provider, upstream, deadline, ctx).await?;
+        match provider::chat_response(provider, &bytes, &response_ctx) {
+            Some(translated) => Ok((translated?, None)),
+            None => Ok((openai_body(&route.provider, &bytes)?, Some(bytes))),
+        }
+    };
+    let (translated, forward) = match answered.await {
+        Ok(answer) => answer,
+        Err(error) => {
+            limit::release(&reservation, host).await;
+            return Err(error);
+        }
+    };
+    if !reservation.is_empty() {
+        ctx.quota = Some(reservation.summary(translated.usage.as_ref().and_then(|u| reservation.cost(u))));
+    }
+    let usage = translated.usage;
+    let response = match &client {
+        ClientApi::OpenAi => whole_response(host, translated, forward, ctx, guard.as_mut()),
+        ClientApi::Anthropic(meta) => {
+            let mut translated = translated;
+            guard_output(ctx, guard.as_mut(), &mut translated.body)?;
+            let message = crate::messages::to_anthropic_message(&translated.body, &meta.model, usage);
+            whole_response(host, Translated { body: message, ..translated }, None, ctx, None)
+        }
+    };
+    host.wait_until(limit::settle(reservation, usage, host.clone()));
+    response.map(|mut r| {
+        r.headers.extend(headers);
+        tag(r, &route)
+    })
+}
+
+/// Answer with a whole (translated) response: record its usage, guard its output, emit the
+/// usage event. `forward` is the upstream's own OpenAI-format body, sent byte for byte unless a
+/// guard changed it.
+pub fn whole_response<H: Host>(
+    host: &H,
+    translated: Translated,
+    forward: Option<Vec<u8>>,
+    ctx: &mut RequestContext,
+    guard: Option<&mut RequestGuard>,
+) -> Result<Response, GatewayError> {
+    ctx.usage = translated.usage;
+    ctx.provider_usage = translated.raw_usage;
+    let mut value = translated.body;
+    let modified = guard_output(ctx, guard, &mut value)? || forward.is_none();
+    record(host, ctx, 200, Outcome::Completed, None);
+    match forward {
+        Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),
+        _ => Ok(Response::json(200, &value)),
+    }
+}
+
+/// A whole OpenAI-format body as the gateway forwards it.
+pub fn openai_body(provider: &str, bytes: &[u8]) -> Result<Translated, GatewayError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|_| GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "the body is not JSON".into() })?;
+    let usage = body.get("usage").and_then(Usage::from_openai);
+    Ok(Translated { body, usage, raw_usage: None })
+}
+
+/// What the response translators need to build OpenAI objects for this request.
+pub fn response_context<H: Host>(host: &H, ctx: &RequestContext, route: &ModelRoute) -> ResponseContext {
+    ResponseContext {
+        id: format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_")),
+        created: host.now_ms() / 1000,
+        model: route.upstream_model.clone(),
+    }
+}
+
+/// Say which provider and upstream model answered.
+pub fn tag(response: Response, route: &ModelRoute) -> Response {
+    response
+        .with_header("x-gateway-provider", route.provider.clone())
+        .with_header("x-gateway-model", route.upstream_model.clone())
+}
+
+/// Anthropic stream events for the client, from the pipeline's OpenAI chunks.
+struct AnthropicEvents(AnthropicEventEncoder);
+
+impl ClientEncoder for AnthropicEvents {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        self.0.push(chunk, out);
+    }
+
+    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+        self.0.finish(usage, out);
+    }
+
+    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
+        self.0.error(error, out);
+    }
+}

@@ -22,6 +22,8 @@ use std::rc::Rc;
 
 use policy::guard::{GuardNeeds, Guards};
 
+use crate::config::Config;
+
 /// Everything one isolate keeps between requests. Owned by [`crate::Gateway`].
 #[derive(Default)]
 pub struct IsolateState {
@@ -36,7 +38,7 @@ pub struct IsolateState {
 impl IsolateState {
     /// The compiled detectors for this configuration's guard profiles, reused while the
     /// detectors needed stay the same (compiling costs tens of milliseconds in wasm).
-    pub fn guards_for(&self, config: &crate::Config) -> Rc<Guards> {
+    pub fn guards_for(&self, config: &Config) -> Rc<Guards> {
         let needs = Guards::needs(config.guards.values().map(|g| &g.policy));
         let mut slot = self.guards.borrow_mut();
         if let Some((cached_for, guards)) = slot.as_ref() {

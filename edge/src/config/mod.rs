@@ -1,0 +1,281 @@
+//! The gateway configuration document, parsed in two phases.
+//!
+//! Phase one reads the raw JSON with `deny_unknown_fields`, so a typo is an error that names its
+//! path rather than a silently ignored key. Phase two validates the whole document and converts it
+//! into the types the pipeline uses (resolved provider references, parsed key digests, bounded
+//! limits), reporting every problem at once, each with its path.
+//!
+//! Secrets are never values in the document: a provider names the secret (`api_key_secret`) and
+//! the host resolves it at request time.
+//!
+//! Each section has its own file with its raw and validated types and its validation. This file
+//! assembles the document and validates the sections one after another, each after those it
+//! refers to, always in the same order, so the issues come out in a stable order. The files import
+//! downwards only: `issues` (shared helpers) at the bottom, then `providers`, `models`, and the
+//! sections that refer to them; nothing imports this file.
+
+mod admin;
+mod cors;
+mod guards;
+mod identity;
+mod issues;
+mod limits;
+mod models;
+mod providers;
+mod quota;
+mod routing;
+
+use std::collections::BTreeMap;
+
+use policy::{KeyTable, ModelAccess};
+use serde::Deserialize;
+
+pub use admin::Admin;
+pub use cors::Cors;
+pub use guards::{GuardProfile, Moderation};
+pub use identity::{ConsumerProfile, JwtAuth, Tenant};
+pub(crate) use issues::field_path;
+pub use issues::{ConfigErrors, ConfigIssue};
+pub use limits::Limits;
+pub use models::{ModelKind, ModelRoute};
+pub use providers::{
+    AnthropicConfig, AzureConfig, BedrockConfig, CohereConfig, GeminiApi, GeminiConfig, OpenAiFlavor, OpenAiProviderConfig, ProviderConfig,
+    WorkersAiBindingConfig,
+};
+pub use quota::{LimitGroup, Quota};
+pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
+
+use admin::RawAdmin;
+use cors::RawCors;
+use guards::RawGuard;
+use identity::{RawAuth, RawTenant};
+use limits::RawLimits;
+use models::RawModel;
+use providers::RawProvider;
+use quota::{RawBudget, RawPrice, RawQuota, RawRateLimit};
+use routing::{RawCarbonFeed, RawResidency};
+
+/// Phase one: the document as written (each section's raw type is in the section's file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default, rename = "$schema")]
+    _schema: Option<String>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    cors: Option<RawCors>,
+    #[serde(default)]
+    guards: BTreeMap<String, RawGuard>,
+    providers: BTreeMap<String, RawProvider>,
+    models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    rate_limits: Vec<RawRateLimit>,
+    #[serde(default)]
+    budgets: Vec<RawBudget>,
+    /// USD per million tokens, by model name (configured or upstream; `prefix*` allowed).
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    quota: RawQuota,
+    /// The admin API's credential; without it `/admin/` does not exist.
+    #[serde(default)]
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    residency: RawResidency,
+    /// Live grid carbon intensity (Electricity Maps), refreshed on a schedule into KV.
+    #[serde(default)]
+    carbon_feed: Option<RawCarbonFeed>,
+}
+
+/// A validated configuration. Construct it with [`Config::parse`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub limits: Limits,
+    pub keys: KeyTable,
+    /// Set when bearer JWTs are accepted.
+    pub jwt: Option<JwtAuth>,
+    pub access: BTreeMap<String, ModelAccess>,
+    /// Guard profile per consumer that has one.
+    pub consumer_guards: BTreeMap<String, String>,
+    pub guards: BTreeMap<String, GuardProfile>,
+    pub cors: Option<Cors>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelRoute>,
+    /// The tenant of each API-key consumer that has one.
+    pub consumer_tenants: BTreeMap<String, String>,
+    /// Per configured consumer: default tier and metadata.
+    pub consumer_profiles: BTreeMap<String, ConsumerProfile>,
+    pub tenants: BTreeMap<String, Tenant>,
+    pub quota: Quota,
+    pub admin: Option<Admin>,
+    pub carbon_feed: Option<CarbonFeed>,
+    /// Models served by several targets, with how to choose among them.
+    pub routes: BTreeMap<String, policy::route::RouteSpec>,
+    pub residency: Residency,
+}
+
+impl Config {
+    /// Parse and validate a JSON configuration document.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        let deserializer = &mut serde_json::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let message = err.inner().to_string();
+            let path = field_path(err.path().to_string(), &message);
+            ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
+        })?;
+        validate(raw)
+    }
+
+    /// The caller's metadata: the tenant's, overridden key by key by the consumer's own.
+    pub fn metadata_for(&self, consumer: Option<&str>, tenant: Option<&str>) -> BTreeMap<String, String> {
+        let mut out = tenant.and_then(|t| self.tenants.get(t)).map(|t| t.metadata.clone()).unwrap_or_default();
+        if let Some(profile) = consumer.and_then(|c| self.consumer_profiles.get(c)) {
+            out.extend(profile.metadata.clone());
+        }
+        out
+    }
+
+    /// The access list of an authenticated consumer (everything for anonymous callers).
+    pub fn access_for(&self, consumer: Option<&str>) -> Option<&ModelAccess> {
+        consumer.and_then(|c| self.access.get(c))
+    }
+
+    /// The guard profile that applies: the consumer's, else the model's, else `default`.
+    pub fn guard_for(&self, consumer: Option<&str>, model: &ModelRoute) -> Option<&GuardProfile> {
+        consumer
+            .and_then(|c| self.consumer_guards.get(c))
+            .or(model.guard.as_ref())
+            .and_then(|name| self.guards.get(name))
+            .or_else(|| self.guards.get("default"))
+    }
+
+    /// The timeout for a provider's response head.
+    pub fn timeout_for(&self, provider: &str) -> u64 {
+        self.providers.get(provider).and_then(ProviderConfig::timeout_ms).unwrap_or(self.limits.upstream_timeout_ms)
+    }
+}
+
+/// Phase two: every section, each against those it refers to, collecting all the issues.
+fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
+    let mut issues = Vec::new();
+    let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
+
+    let limits = limits::validate_limits(raw.limits, &mut issue);
+    let providers = providers::validate_providers(raw.providers, &mut issue);
+    if raw.models.is_empty() {
+        issue("models".into(), "at least one model must be configured".into());
+    }
+    // The prices before the models: routed targets carry their price. (The emptiness check stays
+    // first so the issues keep their order.)
+    let price_table = quota::parse_prices(raw.prices, &mut issue);
+    let (models, routes) = models::validate_models(raw.models, &providers, &price_table, &mut issue);
+    let carbon_feed = routing::validate_carbon_feed(raw.carbon_feed, &mut issue);
+    let residency = routing::validate_residency(raw.residency);
+    let guards = guards::validate_guards(raw.guards, &providers, &models, &mut issue);
+    let identity::Auth { keys, jwt, access, consumer_guards, consumer_tenants, consumer_profiles } =
+        identity::validate_auth(raw.auth, &models, &guards, &mut issue);
+    let cors = raw.cors.map(cors::validate_cors);
+    let tenants = identity::validate_tenants(raw.tenants, &consumer_tenants, &models, &mut issue);
+    let admin = admin::validate_admin(raw.admin, &keys, &mut issue);
+    let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
+
+    if issues.is_empty() {
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed })
+    } else {
+        Err(ConfigErrors(issues))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+        "limits": { "max_body_bytes": 65536 },
+        "auth": { "mode": "api_keys", "consumers": [
+            { "id": "web", "key_sha256": "0000000000000000000000000000000000000000000000000000000000000001", "models": ["mock*"] }
+        ]},
+        "providers": {
+            "mock": { "kind": "mock" },
+            "openai": { "kind": "openai", "base_url": "https://api.openai.com/v1/", "api_key_secret": "OPENAI_API_KEY" }
+        },
+        "models": {
+            "mock": { "provider": "mock" },
+            "gpt-4o-mini": { "provider": "openai" },
+            "embed": { "provider": "openai", "upstream_model": "text-embedding-3-small", "type": "embeddings" }
+        }
+    }"#;
+
+    #[test]
+    fn a_good_document_validates() {
+        let config = Config::parse(GOOD).unwrap();
+        assert_eq!(config.limits.max_body_bytes, 65536);
+        assert_eq!(config.models["gpt-4o-mini"].upstream_model, "gpt-4o-mini");
+        assert_eq!(config.models["embed"].kind, ModelKind::Embeddings);
+        match &config.providers["openai"] {
+            ProviderConfig::OpenAi(p) => assert_eq!(p.base_url, "https://api.openai.com/v1"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(config.access["web"].allows("mock"));
+        assert!(!config.access["web"].allows("gpt-4o-mini"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path() {
+        let err = Config::parse(r#"{"providers": {"m": {"kind": "mock", "colour": 1}}, "models": {}}"#).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].path, "providers.m");
+        assert!(err.0[0].message.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let doc = r#"{
+            "limits": { "max_body_bytes": 10 },
+            "auth": { "mode": "api_keys", "consumers": [ { "id": "a", "key_sha256": "sk-live-123" } ] },
+            "providers": { "o": { "kind": "openai", "base_url": "ftp://x", "api_key_secret": "sk-abc-123" } },
+            "models": { "m": { "provider": "nope" } }
+        }"#;
+        let err = Config::parse(doc).unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "limits.max_body_bytes",
+                "providers.o.base_url",
+                "providers.o.api_key_secret",
+                "models.m.provider",
+                "auth.consumers[0].key_sha256",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_full_path() {
+        let err = Config::parse(r#"{"providers": {"up": {"kind": "anthropic"}}, "models": {}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "providers.up.api_key_secret", "{err}");
+        let err = Config::parse(r#"{"providers": {"up": {"kind": "openai_compatible"}}, "models": {"m": {"provider": "up"}}, "auth": {"mode": "none"}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "providers.up.base_url", "{err}");
+        let err = Config::parse(r#"{"models": {}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "providers");
+    }
+
+    #[test]
+    fn auth_defaults_to_required_keys() {
+        let err = Config::parse(r#"{"providers": {"m": {"kind": "mock"}}, "models": {"x": {"provider": "m"}}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "auth.consumers");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_json_are_errors_not_panics() {
+        assert!(Config::parse("").is_err());
+        assert!(Config::parse("[]").is_err());
+        let err = Config::parse(r#"{"providers": {"m": {"kind": "mock"}}, "models": {"x": {"provider": 3}}}"#).unwrap_err();
+        assert_eq!(err.0[0].path, "models.x.provider");
+    }
+}

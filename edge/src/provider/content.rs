@@ -314,42 +314,14 @@ fn past_call(id: String, function: &Value, at: &str) -> Result<PastToolCall, Gat
     Ok(PastToolCall { id, name, arguments })
 }
 
-/// Map a finish reason in a provider's vocabulary to OpenAI's, via a table `(theirs, ours)`;
-/// anything unlisted becomes `stop`.
-pub fn map_finish(reason: &str, table: &[(&str, &'static str)]) -> &'static str {
-    table.iter().find(|(theirs, _)| *theirs == reason).map(|(_, ours)| *ours).unwrap_or("stop")
-}
-
-/// OpenAI `embedding` objects for a provider's vectors (one per input, in order): floats, or
-/// base64 of little-endian f32 when the client asked for `encoding_format: "base64"`. `bad` makes
-/// the provider's own invalid-response error.
-pub fn embedding_data(
-    vectors: &[&Value],
-    request: &crate::openai::EmbeddingsRequest,
-    bad: impl Fn(&str) -> GatewayError,
-) -> Result<Vec<Value>, GatewayError> {
-    use base64::Engine;
-    if vectors.len() != request.inputs().len() {
-        return Err(bad("response has a different number of embeddings than inputs"));
+/// Keep only the members of `rest` whose names are in `allowed` (provider-specific parameters
+/// the target understands), for translators that pass some through.
+pub fn pass_through(rest: &Map<String, Value>, allowed: &[&str], into: &mut Map<String, Value>) {
+    for key in allowed {
+        if let Some(value) = rest.get(*key) {
+            into.insert((*key).to_string(), value.clone());
+        }
     }
-    let base64 = request.wants_base64();
-    vectors
-        .iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            let values: Vec<f32> = vector
-                .as_array()
-                .and_then(|a| a.iter().map(|v| v.as_f64().map(|f| f as f32)).collect())
-                .ok_or_else(|| bad("an embedding is not a list of numbers"))?;
-            let embedding = if base64 {
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                serde_json::json!(values)
-            };
-            Ok(serde_json::json!({ "object": "embedding", "index": index, "embedding": embedding }))
-        })
-        .collect()
 }
 
 #[cfg(test)]

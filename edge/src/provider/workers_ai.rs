@@ -19,13 +19,15 @@
 
 use serde_json::{json, Map, Value};
 
+use super::answer::{self, assistant_message, embeddings_list};
+use super::call::{ResponseContext, Translated};
 use super::chunk::ChunkWriter;
-use super::content::{self, Part, ResponseFormat};
-use super::{ResponseContext, StreamDecoder, StreamFault, Translated};
+use super::content::{self, pass_through, Part, ResponseFormat};
+use super::decode::{self, EventTranslator, FramedDecoder, StreamFault};
 use crate::config::ModelRoute;
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, EmbeddingsRequest, Usage};
-use crate::sse::SseDecoder;
+use crate::sse::{SseDecoder, SseEvent};
 
 /// Sampling parameters the native schema shares with OpenAI's, passed through as they are.
 const SHARED_PARAMETERS: [&str; 5] = ["temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"];
@@ -106,7 +108,7 @@ pub fn chat_input(request: &ChatRequest) -> Result<Value, GatewayError> {
             input.insert(key.into(), json!(value));
         }
     }
-    super::pass_through(&request.rest, &NATIVE_PARAMETERS, &mut input);
+    pass_through(&request.rest, &NATIVE_PARAMETERS, &mut input);
     if request.is_stream() {
         input.insert("stream".into(), json!(true));
     }
@@ -160,7 +162,7 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
     };
     let calls = tool_calls(value.get("tool_calls"));
     let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
-    let message = super::assistant_message(text, "", calls);
+    let message = assistant_message(text, "", calls);
     let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
     let usage = raw_usage.as_ref().and_then(usage_of);
     let mut out = json!({
@@ -177,29 +179,32 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
 pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &ResponseContext) -> Result<Translated, GatewayError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| bad_response("result is not JSON"))?;
     let rows = value.get("data").and_then(Value::as_array).ok_or_else(|| bad_response("result has no data array"))?;
-    let data = content::embedding_data(&rows.iter().collect::<Vec<_>>(), request, bad_response)?;
-    Ok(super::embeddings_list(data, ctx, None, None))
+    let data = answer::embedding_data(&rows.iter().collect::<Vec<_>>(), request, bad_response)?;
+    Ok(embeddings_list(data, ctx, None, None))
 }
 
-/// The native stream (`data: {"response": ...}` events) as OpenAI chunks.
-pub struct WorkersAiStream {
-    sse: SseDecoder,
+/// The native stream as OpenAI chunks.
+pub type WorkersAiStream = FramedDecoder<SseDecoder, WorkersAiEvents>;
+
+/// The native stream's events (`data: {"response": ...}` ... `data: [DONE]`) as OpenAI chunks.
+pub struct WorkersAiEvents {
     writer: ChunkWriter,
     raw_usage: Option<Value>,
+    /// Tool calls seen so far (the next call's key).
     calls: u64,
+    /// `[DONE]` arrived: the stream ended properly.
     done: bool,
 }
 
-impl WorkersAiStream {
-    pub fn new(ctx: ResponseContext) -> Self {
-        WorkersAiStream { sse: SseDecoder::new(), writer: ChunkWriter::new(&ctx), raw_usage: None, calls: 0, done: false }
+impl EventTranslator for WorkersAiEvents {
+    type Event = SseEvent;
+
+    fn new(ctx: &ResponseContext) -> Self {
+        WorkersAiEvents { writer: ChunkWriter::new(ctx), raw_usage: None, calls: 0, done: false }
     }
 
-    fn event(&mut self, data: &str, out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        if self.done {
-            return Ok(());
-        }
-        if data.trim() == "[DONE]" {
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<Value>) -> Result<(), StreamFault> {
+        if event.data.trim() == "[DONE]" {
             self.done = true;
             let finish = if self.writer.has_tool_calls(0) { "tool_calls" } else { "stop" };
             self.writer.start(0, out);
@@ -209,7 +214,7 @@ impl WorkersAiStream {
             }
             return Ok(());
         }
-        let value: Value = serde_json::from_str(data).map_err(|_| StreamFault::Malformed { detail: "event data is not JSON".into() })?;
+        let value = decode::json_data(&event.data)?;
         self.writer.start(0, out);
         if let Some(text) = value.get("response").and_then(Value::as_str) {
             self.writer.text(0, text, out);
@@ -227,30 +232,17 @@ impl WorkersAiStream {
         }
         Ok(())
     }
-}
 
-impl StreamDecoder for WorkersAiStream {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        for event in self.sse.push(bytes) {
-            self.event(&event.data, out)?;
-        }
-        Ok(())
+    fn complete(&self) -> bool {
+        self.done
     }
 
-    fn finish(&mut self, _out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(StreamFault::Truncated)
-        }
+    fn raw_usage(&self) -> Option<&Value> {
+        self.raw_usage.as_ref()
     }
 
-    fn usage(&self) -> Option<Usage> {
-        self.raw_usage.as_ref().and_then(usage_of)
-    }
-
-    fn raw_usage(&self) -> Option<Value> {
-        self.raw_usage.clone()
+    fn usage_of(raw: &Value) -> Option<Usage> {
+        usage_of(raw)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The OpenAI answer shapes every translating provider builds from its own response: the
-//! assistant message and the embeddings `list`, so that null content, optional fields and the
-//! usage envelope are decided once.
+//! `chat.completion` and its choices, the assistant message, finish reasons, embedding rows and
+//! the embeddings `list`, so that null content, optional fields, fallbacks and the usage
+//! envelope are decided once.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -25,6 +26,37 @@ pub fn assistant_message(text: String, reasoning: &str, calls: Vec<Value>) -> Va
     message
 }
 
+/// An OpenAI `chat.completion` of a provider's whole answer. `id` and `model` are the
+/// provider's own where it gives them (non-empty), else the context's; `usage` is there only when
+/// the provider reported a usage object (`raw_usage`, read with its `usage_of`).
+pub fn completion(
+    ctx: &ResponseContext,
+    id: Option<&str>,
+    model: Option<&str>,
+    choices: Vec<Value>,
+    raw_usage: Option<&Value>,
+    usage_of: fn(&Value) -> Option<Usage>,
+) -> Translated {
+    let raw_usage = raw_usage.filter(|u| u.is_object()).cloned();
+    let usage = raw_usage.as_ref().and_then(usage_of);
+    let mut body = json!({
+        "id": id.filter(|id| !id.is_empty()).unwrap_or(&ctx.id),
+        "object": "chat.completion",
+        "created": ctx.created,
+        "model": model.filter(|model| !model.is_empty()).unwrap_or(&ctx.model),
+        "choices": choices,
+    });
+    if let Some(usage) = &usage {
+        body["usage"] = usage.to_openai();
+    }
+    Translated { body, usage, raw_usage }
+}
+
+/// One choice of a whole answer.
+pub fn choice(index: usize, message: Value, finish_reason: &str) -> Value {
+    json!({ "index": index, "message": message, "logprobs": null, "finish_reason": finish_reason })
+}
+
 /// An OpenAI embeddings `list` with the provider's rows and usage (`prompt_tokens` 0 when the
 /// provider reports none).
 pub fn embeddings_list(data: Vec<Value>, ctx: &ResponseContext, usage: Option<Usage>, raw_usage: Option<Value>) -> Translated {
@@ -45,6 +77,17 @@ pub fn embeddings_list(data: Vec<Value>, ctx: &ResponseContext, usage: Option<Us
 /// anything unlisted becomes `stop`.
 pub fn map_finish(reason: &str, table: &[(&str, &'static str)]) -> &'static str {
     table.iter().find(|(theirs, _)| *theirs == reason).map(|(_, ours)| *ours).unwrap_or("stop")
+}
+
+/// A provider's stop reason as an OpenAI finish reason via `table`; none is `stop`. A
+/// `tool_calls` finish without any tool call to show (the gateway's forced JSON tool was the
+/// only one) is a plain `stop` for the client.
+pub fn finish_reason(reason: Option<&str>, table: &[(&str, &'static str)], has_tool_calls: bool) -> &'static str {
+    match reason.map(|r| map_finish(r, table)) {
+        Some("tool_calls") if !has_tool_calls => "stop",
+        Some(reason) => reason,
+        None => "stop",
+    }
 }
 
 /// OpenAI `embedding` objects for a provider's vectors (one per input, in order): floats, or

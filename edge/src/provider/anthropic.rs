@@ -32,8 +32,10 @@ use serde_json::{json, Map, Value};
 use super::answer::{self, assistant_message};
 use super::call::{ProviderErrorBody, ResponseContext, Translated};
 use super::chunk::ChunkWriter;
-use super::content::{self, pass_through, Image, Part, ResponseFormat, ToolChoice};
-use super::decode::{self, EventTranslator, FramedDecoder, StreamFault};
+pub use super::content::JSON_TOOL;
+use super::content::{self, invalid, pass_through, Image, PastToolCall, ResponseFormat, ToolChoice, JSON_OBJECT_INSTRUCTION};
+use super::decode::{self, EventTranslator, FramedDecoder, Progress, StreamFault};
+use super::turns::{self, Blocks};
 use crate::config::{AnthropicConfig, ModelRoute};
 use crate::error::GatewayError;
 use crate::host::OutboundRequest;
@@ -43,13 +45,6 @@ use crate::sse::{SseDecoder, SseEvent};
 /// Output cap sent when the client gives none (Anthropic requires one). Every current Claude
 /// model accepts at least this many output tokens.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-/// Name of the tool used to force JSON output for `response_format: json_schema`. Reserved:
-/// client tools may not use it, so a `tool_use` with this name is always the JSON answer.
-pub const JSON_TOOL: &str = "gateway_json_response";
-
-/// Appended to the system prompt for `response_format: json_object`.
-const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single valid JSON object only, with no text before or after it.";
 
 /// Anthropic request fields a client may send through unchanged (in `request.rest`).
 const PASS_THROUGH: &[&str] = &["top_k", "thinking", "service_tier"];
@@ -69,10 +64,6 @@ const FINISH: &[(&str, &str)] = &[
 ];
 
 const PROVIDER: &str = "anthropic";
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest { message: message.into(), param: Some(param.into()) }
-}
 
 fn bad_response(detail: &str) -> GatewayError {
     GatewayError::UpstreamInvalidResponse { provider: PROVIDER.into(), detail: detail.into() }
@@ -107,7 +98,7 @@ fn request_body(route: &ModelRoute, request: &ChatRequest) -> Result<Value, Gate
     }
     let (system, indexes) = content::split_system(request)?;
     let format = content::response_format(request)?;
-    let messages = messages(request, &indexes)?;
+    let messages = turns::turns::<AnthropicBlocks>(request, &indexes)?;
     if messages.is_empty() {
         return Err(invalid("'messages' must contain at least one user or assistant message.", "messages"));
     }
@@ -143,128 +134,46 @@ fn request_body(route: &ModelRoute, request: &ChatRequest) -> Result<Value, Gate
     Ok(Value::Object(body))
 }
 
-/// One Anthropic message being built; consecutive same-role messages are merged into it.
-struct Turn {
-    role: &'static str,
-    blocks: Vec<Value>,
-}
+/// Anthropic's content blocks, for [`turns::turns`].
+struct AnthropicBlocks;
 
-/// The non-system messages as alternating Anthropic turns.
-fn messages(request: &ChatRequest, indexes: &[usize]) -> Result<Vec<Value>, GatewayError> {
-    let mut turns: Vec<Turn> = Vec::new();
-    // The synthetic id given to the last legacy `function_call`, for the `function` reply.
-    let mut legacy_id: Option<String> = None;
-    for &i in indexes {
-        let Some(message) = request.messages.get(i) else { continue };
-        let at = format!("messages[{i}]");
-        let (role, blocks) = match message.get("role").and_then(Value::as_str).unwrap_or_default() {
-            "user" => ("user", user_blocks(message, &at)?),
-            "assistant" => ("assistant", assistant_blocks(message, i, &at, &mut legacy_id)?),
-            "tool" => ("user", vec![tool_result(message, &at)?]),
-            "function" => ("user", vec![legacy_function_result(message, &at, legacy_id.as_deref())?]),
-            other => return Err(invalid(format!("{at}.role '{other}' is not supported here."), format!("{at}.role"))),
+impl Blocks for AnthropicBlocks {
+    fn text(text: String) -> Value {
+        json!({ "type": "text", "text": text })
+    }
+
+    fn image(image: Image, at: &str) -> Result<Value, GatewayError> {
+        let source = match image {
+            Image::Url(url) => json!({ "type": "url", "url": url }),
+            Image::Base64 { media_type, data } => {
+                if !IMAGE_TYPES.contains(&media_type.as_str()) {
+                    return Err(invalid(
+                        format!("{at}: image type '{media_type}' is not supported by Anthropic (use {}).", IMAGE_TYPES.join(", ")),
+                        at,
+                    ));
+                }
+                json!({ "type": "base64", "media_type": media_type, "data": data })
+            }
         };
-        if blocks.is_empty() {
-            if role == "user" {
-                return Err(invalid(format!("{at}.content must not be empty."), format!("{at}.content")));
-            }
-            // An assistant turn with no text and no tool calls carries nothing; Anthropic
-            // refuses empty content, so it is left out.
-            continue;
+        Ok(json!({ "type": "image", "source": source }))
+    }
+
+    fn tool_call(call: PastToolCall) -> Value {
+        json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments })
+    }
+
+    fn tool_result(id: &str, text: String) -> Value {
+        let mut block = json!({ "type": "tool_result", "tool_use_id": id });
+        // `content` is optional for Anthropic; an empty string is left out rather than sent.
+        if !text.is_empty() {
+            block["content"] = json!(text);
         }
-        match turns.last_mut() {
-            Some(last) if last.role == role => last.blocks.extend(blocks),
-            _ => turns.push(Turn { role, blocks }),
-        }
+        block
     }
-    Ok(turns
-        .into_iter()
-        .map(|mut turn| {
-            if turn.role == "user" {
-                tool_results_first(&mut turn.blocks);
-            }
-            json!({ "role": turn.role, "content": turn.blocks })
-        })
-        .collect())
-}
 
-/// Anthropic requires a user message's `tool_result` blocks before any other content.
-fn tool_results_first(blocks: &mut [Value]) {
-    blocks.sort_by_key(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"));
-}
-
-fn text_block(text: String) -> Value {
-    json!({ "type": "text", "text": text })
-}
-
-fn user_blocks(message: &Value, at: &str) -> Result<Vec<Value>, GatewayError> {
-    let at = format!("{at}.content");
-    let mut blocks = Vec::new();
-    for (j, part) in content::parts(message.get("content"), &at)?.into_iter().enumerate() {
-        match part {
-            // Anthropic refuses empty text blocks; an empty part carries nothing.
-            Part::Text(text) if text.is_empty() => {}
-            Part::Text(text) => blocks.push(text_block(text)),
-            Part::Image(image) => blocks.push(image_block(image, &format!("{at}[{j}].image_url.url"))?),
-        }
+    fn is_tool_result(block: &Value) -> bool {
+        block.get("type").and_then(Value::as_str) == Some("tool_result")
     }
-    Ok(blocks)
-}
-
-fn image_block(image: Image, at: &str) -> Result<Value, GatewayError> {
-    let source = match image {
-        Image::Url(url) => json!({ "type": "url", "url": url }),
-        Image::Base64 { media_type, data } => {
-            if !IMAGE_TYPES.contains(&media_type.as_str()) {
-                return Err(invalid(
-                    format!("{at}: image type '{media_type}' is not supported by Anthropic (use {}).", IMAGE_TYPES.join(", ")),
-                    at,
-                ));
-            }
-            json!({ "type": "base64", "media_type": media_type, "data": data })
-        }
-    };
-    Ok(json!({ "type": "image", "source": source }))
-}
-
-/// An assistant message's text and tool calls (`tool_use` blocks, input as an object).
-fn assistant_blocks(message: &Value, i: usize, at: &str, legacy_id: &mut Option<String>) -> Result<Vec<Value>, GatewayError> {
-    let mut blocks = Vec::new();
-    let text = content::text_of(message.get("content"), &format!("{at}.content"))?;
-    if !text.is_empty() {
-        blocks.push(text_block(text));
-    }
-    for call in content::identified_tool_calls(message, i, at, legacy_id)? {
-        let id = call.id;
-        blocks.push(json!({ "type": "tool_use", "id": id, "name": call.name, "input": call.arguments }));
-    }
-    Ok(blocks)
-}
-
-/// A `tool` message as a `tool_result` block.
-fn tool_result(message: &Value, at: &str) -> Result<Value, GatewayError> {
-    let id = message
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| invalid(format!("{at}.tool_call_id is required for tool messages."), format!("{at}.tool_call_id")))?;
-    result_block(id, message, at)
-}
-
-/// A legacy `function` message, answering the last legacy `function_call`.
-fn legacy_function_result(message: &Value, at: &str, legacy_id: Option<&str>) -> Result<Value, GatewayError> {
-    let id = legacy_id.ok_or_else(|| invalid(format!("{at} answers no earlier assistant function_call."), format!("{at}.role")))?;
-    result_block(id, message, at)
-}
-
-fn result_block(id: &str, message: &Value, at: &str) -> Result<Value, GatewayError> {
-    let text = content::text_of(message.get("content"), &format!("{at}.content"))?;
-    let mut block = json!({ "type": "tool_result", "tool_use_id": id });
-    // `content` is optional for Anthropic; an empty string is left out rather than sent.
-    if !text.is_empty() {
-        block["content"] = json!(text);
-    }
-    Ok(block)
 }
 
 fn thinking_enabled(request: &ChatRequest) -> bool {
@@ -278,16 +187,7 @@ fn thinking_enabled(request: &ChatRequest) -> bool {
 
 /// `tools` and `tool_choice`, including the forced JSON tool for `json_schema`.
 fn tools_and_choice(request: &ChatRequest, format: &ResponseFormat, body: &mut Map<String, Value>) -> Result<(), GatewayError> {
-    let client_tools = content::tools(request)?;
-    if client_tools.iter().any(|t| t.name == JSON_TOOL) {
-        return Err(invalid(format!("The tool name '{JSON_TOOL}' is reserved by the gateway."), "tools"));
-    }
-    let choice = content::tool_choice(request)?;
-    if let Some(ToolChoice::Function(name)) = &choice {
-        if !client_tools.iter().any(|t| &t.name == name) {
-            return Err(invalid(format!("'tool_choice' names the function '{name}', which is not in 'tools'."), "tool_choice"));
-        }
-    }
+    let (client_tools, choice) = content::tools_beside_json_tool(request)?;
     let mut tools: Vec<Value> = client_tools
         .iter()
         .map(|t| {
@@ -377,11 +277,7 @@ fn usage_of(usage: &Value) -> Option<Usage> {
 /// An Anthropic stop reason as an OpenAI finish reason. `tool_use` caused only by the JSON
 /// tool is a normal stop for the client.
 fn finish_reason(stop_reason: Option<&str>, has_tool_calls: bool) -> &'static str {
-    match stop_reason.map(|r| answer::map_finish(r, FINISH)) {
-        Some("tool_calls") if !has_tool_calls => "stop",
-        Some(reason) => reason,
-        None => "stop",
-    }
+    answer::finish_reason(stop_reason, FINISH, has_tool_calls)
 }
 
 /// A whole Anthropic `message` as an OpenAI `chat.completion`.
@@ -410,20 +306,9 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
         }
     }
     let finish = finish_reason(value.get("stop_reason").and_then(Value::as_str), !calls.is_empty());
-    let message = assistant_message(text, &reasoning, calls);
-    let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
-    let usage = raw_usage.as_ref().and_then(usage_of);
-    let mut out = json!({
-        "id": value.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(&ctx.id),
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": value.get("model").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(&ctx.model),
-        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
-    });
-    if let Some(usage) = &usage {
-        out["usage"] = usage.to_openai();
-    }
-    Ok(Translated { body: out, usage, raw_usage })
+    let choice = answer::choice(0, assistant_message(text, &reasoning, calls), finish);
+    let (id, model) = (value.get("id").and_then(Value::as_str), value.get("model").and_then(Value::as_str));
+    Ok(answer::completion(ctx, id, model, vec![choice], value.get("usage"), usage_of))
 }
 
 /// Anthropic's error body: `{"type":"error","error":{"type":"...","message":"..."}}`.
@@ -460,18 +345,17 @@ pub type AnthropicStream = FramedDecoder<SseDecoder, AnthropicEvents>;
 pub struct AnthropicEvents {
     writer: ChunkWriter,
     blocks: BTreeMap<u64, Block>,
-    /// `message_start`'s usage object, overwritten member by member by each `message_delta`'s
-    /// cumulative counts.
-    raw_usage: Option<Value>,
-    /// `message_stop` arrived: the stream ended properly.
-    stopped: bool,
+    /// Complete at `message_stop`. The usage object is `message_start`'s, overwritten member by
+    /// member by each `message_delta`'s cumulative counts.
+    progress: Progress,
 }
 
 impl EventTranslator for AnthropicEvents {
     type Event = SseEvent;
+    const USAGE: fn(&Value) -> Option<Usage> = usage_of;
 
     fn new(ctx: &ResponseContext) -> Self {
-        AnthropicEvents { writer: ChunkWriter::new(ctx), blocks: BTreeMap::new(), raw_usage: None, stopped: false }
+        AnthropicEvents { writer: ChunkWriter::new(ctx), blocks: BTreeMap::new(), progress: Progress::default() }
     }
 
     fn event(&mut self, event: &SseEvent, out: &mut Vec<Value>) -> Result<(), StreamFault> {
@@ -499,7 +383,7 @@ impl EventTranslator for AnthropicEvents {
                 }
             }
             "message_stop" => {
-                self.stopped = true;
+                self.progress.complete = true;
                 self.writer.finish(0, finish_reason(None, false), out);
                 if let Some(usage) = self.usage() {
                     self.writer.usage(&usage, out);
@@ -515,23 +399,15 @@ impl EventTranslator for AnthropicEvents {
         Ok(())
     }
 
-    fn complete(&self) -> bool {
-        self.stopped
-    }
-
-    fn raw_usage(&self) -> Option<&Value> {
-        self.raw_usage.as_ref()
-    }
-
-    fn usage_of(raw: &Value) -> Option<Usage> {
-        usage_of(raw)
+    fn progress(&self) -> &Progress {
+        &self.progress
     }
 }
 
 impl AnthropicEvents {
     fn merge_usage(&mut self, usage: Option<&Value>) {
         if let Some(usage) = usage.and_then(Value::as_object) {
-            if let Value::Object(raw) = self.raw_usage.get_or_insert_with(|| Value::Object(Map::new())) {
+            if let Value::Object(raw) = self.progress.raw_usage.get_or_insert_with(|| Value::Object(Map::new())) {
                 for (key, value) in usage.iter().filter(|(_, v)| !v.is_null()) {
                     raw.insert(key.clone(), value.clone());
                 }

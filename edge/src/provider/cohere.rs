@@ -35,8 +35,8 @@ use serde_json::{json, Map, Value};
 use super::answer::{self, embeddings_list};
 use super::call::{ProviderErrorBody, ResponseContext, Translated};
 use super::chunk::ChunkWriter;
-use super::content::{self, pass_through, Image, Part, ResponseFormat, ToolChoice};
-use super::decode::{self, EventTranslator, FramedDecoder, StreamFault};
+use super::content::{self, invalid, pass_through, Image, Part, ResponseFormat, ToolChoice};
+use super::decode::{self, EventTranslator, FramedDecoder, Progress, StreamFault};
 use crate::config::{CohereConfig, ModelRoute};
 use crate::error::GatewayError;
 use crate::host::OutboundRequest;
@@ -60,10 +60,6 @@ const FINISH: &[(&str, &str)] = &[("COMPLETE", "stop"), ("STOP_SEQUENCE", "stop"
 
 /// Finish reasons that mean the generation failed.
 const FAILED: &[&str] = &["ERROR", "TIMEOUT"];
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest { message: message.into(), param: Some(param.into()) }
-}
 
 fn bad_response(detail: &str) -> GatewayError {
     GatewayError::UpstreamInvalidResponse { provider: PROVIDER.into(), detail: detail.into() }
@@ -164,20 +160,8 @@ fn messages(request: &ChatRequest) -> Result<Vec<Value>, GatewayError> {
         let translated = match message.get("role").and_then(Value::as_str).unwrap_or_default() {
             "user" => Some(json!({ "role": "user", "content": user_content(message, &at)? })),
             "assistant" => assistant_message(message, i, &at, &mut legacy_id)?,
-            "tool" => {
-                let id = message
-                    .get("tool_call_id")
-                    .and_then(Value::as_str)
-                    .filter(|id| !id.is_empty())
-                    .ok_or_else(|| invalid(format!("{at}.tool_call_id is required for tool messages."), format!("{at}.tool_call_id")))?;
-                Some(tool_message(id, message, &at)?)
-            }
-            "function" => {
-                let id = legacy_id
-                    .clone()
-                    .ok_or_else(|| invalid(format!("{at} answers no earlier assistant function_call."), format!("{at}.role")))?;
-                Some(tool_message(&id, message, &at)?)
-            }
+            "tool" => Some(tool_message(content::tool_call_id(message, &at)?, message, &at)?),
+            "function" => Some(tool_message(content::legacy_call_id(&legacy_id, &at)?, message, &at)?),
             other => return Err(invalid(format!("{at}.role '{other}' is not supported here."), format!("{at}.role"))),
         };
         out.extend(translated);
@@ -324,11 +308,7 @@ fn usage_of(usage: &Value) -> Option<Usage> {
 
 /// A Cohere finish reason as an OpenAI one; `TOOL_CALL` without any call is a plain stop.
 fn finish_reason(reason: Option<&str>, has_tool_calls: bool) -> &'static str {
-    match reason.map(|r| answer::map_finish(r, FINISH)) {
-        Some("tool_calls") if !has_tool_calls => "stop",
-        Some(reason) => reason,
-        None => "stop",
-    }
+    answer::finish_reason(reason, FINISH, has_tool_calls)
 }
 
 /// A whole v2 Chat response as an OpenAI `chat.completion`.
@@ -345,20 +325,9 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
     }
     let calls = response_tool_calls(message.get("tool_calls"))?;
     let finish = finish_reason(reason, !calls.is_empty());
-    let out_message = answer::assistant_message(text, &reasoning, calls);
-    let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
-    let usage = raw_usage.as_ref().and_then(usage_of);
-    let mut out = json!({
-        "id": value.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(&ctx.id),
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": ctx.model,
-        "choices": [{ "index": 0, "message": out_message, "logprobs": null, "finish_reason": finish }],
-    });
-    if let Some(usage) = &usage {
-        out["usage"] = usage.to_openai();
-    }
-    Ok(Translated { body: out, usage, raw_usage })
+    let choice = answer::choice(0, answer::assistant_message(text, &reasoning, calls), finish);
+    let id = value.get("id").and_then(Value::as_str);
+    Ok(answer::completion(ctx, id, None, vec![choice], value.get("usage"), usage_of))
 }
 
 /// The text and the thinking of a response message's `content` items.
@@ -444,17 +413,16 @@ pub type CohereStream = FramedDecoder<SseDecoder, CohereEvents>;
 /// distinct, stable OpenAI indexes. Whatever follows `message-end` is ignored.
 pub struct CohereEvents {
     writer: ChunkWriter,
-    /// `message-end`'s `delta.usage`, unchanged.
-    raw_usage: Option<Value>,
-    /// `message-end` arrived: the stream ended properly.
-    ended: bool,
+    /// Complete at `message-end`, whose `delta.usage` is the usage object.
+    progress: Progress,
 }
 
 impl EventTranslator for CohereEvents {
     type Event = SseEvent;
+    const USAGE: fn(&Value) -> Option<Usage> = usage_of;
 
     fn new(ctx: &ResponseContext) -> Self {
-        CohereEvents { writer: ChunkWriter::new(ctx), raw_usage: None, ended: false }
+        CohereEvents { writer: ChunkWriter::new(ctx), progress: Progress::default() }
     }
 
     fn event(&mut self, event: &SseEvent, out: &mut Vec<Value>) -> Result<(), StreamFault> {
@@ -496,16 +464,8 @@ impl EventTranslator for CohereEvents {
         Ok(())
     }
 
-    fn complete(&self) -> bool {
-        self.ended
-    }
-
-    fn raw_usage(&self) -> Option<&Value> {
-        self.raw_usage.as_ref()
-    }
-
-    fn usage_of(raw: &Value) -> Option<Usage> {
-        usage_of(raw)
+    fn progress(&self) -> &Progress {
+        &self.progress
     }
 }
 
@@ -530,8 +490,8 @@ impl CohereEvents {
         if error {
             return Err(StreamFault::Provider { kind: "ERROR".into() });
         }
-        self.ended = true;
-        self.raw_usage = delta.get("usage").filter(|u| u.is_object()).cloned();
+        self.progress.complete = true;
+        self.progress.raw_usage = delta.get("usage").filter(|u| u.is_object()).cloned();
         let finish = finish_reason(reason, self.writer.has_tool_calls(0));
         self.writer.finish(0, finish, out);
         if let Some(usage) = self.usage() {

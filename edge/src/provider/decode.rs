@@ -67,31 +67,38 @@ impl Framing for SseDecoder {
     }
 }
 
+/// How far a provider's stream has got: what the loop asks of every translator.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The stream has ended properly (its terminal event arrived); a body that ends before
+    /// this is truncated.
+    pub complete: bool,
+    /// The provider's own usage object, as last reported.
+    pub raw_usage: Option<Value>,
+}
+
 /// One provider's stream events as OpenAI chunks: all a provider stream knows besides its
 /// framing.
 pub trait EventTranslator {
     type Event;
+    /// Normalises this provider's usage object.
+    const USAGE: fn(&Value) -> Option<Usage>;
 
     fn new(ctx: &ResponseContext) -> Self;
     /// Translate one event, appending chunks to `out`.
     fn event(&mut self, event: &Self::Event, out: &mut Vec<Value>) -> Result<(), StreamFault>;
-    /// Whether the stream has ended properly (its terminal event arrived); a body that ends
-    /// before this is truncated.
-    fn complete(&self) -> bool;
+    /// Whether the stream is complete, and the usage reported so far.
+    fn progress(&self) -> &Progress;
     /// Whether nothing more is read: later bytes, even corrupt ones, cannot spoil a complete
     /// answer. By default as soon as the stream is complete.
     fn closed(&self) -> bool {
-        self.complete()
+        self.progress().complete
     }
     /// The body ended after a complete stream: append any last chunks.
     fn end(&mut self, _out: &mut Vec<Value>) {}
-    /// The provider's own usage object, as last reported.
-    fn raw_usage(&self) -> Option<&Value>;
-    /// A usage object of this provider, normalised.
-    fn usage_of(raw: &Value) -> Option<Usage>;
     /// Normalised usage, once the provider has reported it.
     fn usage(&self) -> Option<Usage> {
-        self.raw_usage().and_then(Self::usage_of)
+        self.progress().raw_usage.as_ref().and_then(Self::USAGE)
     }
 }
 
@@ -125,7 +132,7 @@ impl<F: Framing, T: EventTranslator<Event = F::Event>> StreamDecoder for FramedD
     }
 
     fn finish(&mut self, out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        if !self.translator.complete() {
+        if !self.translator.progress().complete {
             return Err(StreamFault::Truncated);
         }
         self.translator.end(out);
@@ -137,7 +144,7 @@ impl<F: Framing, T: EventTranslator<Event = F::Event>> StreamDecoder for FramedD
     }
 
     fn raw_usage(&self) -> Option<Value> {
-        self.translator.raw_usage().cloned()
+        self.translator.progress().raw_usage.clone()
     }
 }
 

@@ -42,9 +42,9 @@
 //! - OpenAI parameters Gemini lacks (`logit_bias`, `logprobs`, `reasoning_effort`, `user`) are
 //!   dropped; Gemini-specific ones may be passed through (see [`PASS_THROUGH`]).
 //!
-//! Layout: this file builds the requests (chat and embeddings); [`response`] translates whole
-//! answers and streams back, and [`schema`] rewrites JSON Schemas for Gemini. Neither imports
-//! this file.
+//! Layout: this file builds the requests (chat and embeddings); `gemini/response.rs`
+//! translates whole answers and streams back, and `gemini/schema.rs` rewrites JSON Schemas
+//! ([`schema`]). Neither imports this file.
 
 mod response;
 mod schema;
@@ -56,7 +56,7 @@ use serde_json::{json, Map, Value};
 pub use self::response::{chat_response, embeddings_response, error_message, GeminiEvents, GeminiStream};
 pub use self::schema::schema;
 use super::call::ProviderContext;
-use super::content::{self, pass_through, Image, Part, ResponseFormat, ToolChoice};
+use super::content::{self, invalid, pass_through, Image, Part, ResponseFormat, ToolChoice};
 use super::url::percent_encode_segment;
 use crate::config::{GeminiApi, GeminiConfig, ModelRoute};
 use crate::error::GatewayError;
@@ -74,10 +74,6 @@ const EMBED_PASS_THROUGH: &[&str] = &["taskType", "title"];
 
 /// Where Gemini Files API URIs live: the one kind of `https` URI `fileData` accepts.
 const FILES_API_PREFIX: &str = "https://generativelanguage.googleapis.com/";
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest { message: message.into(), param: Some(param.into()) }
-}
 
 // ---------------------------------------------------------------------------------------------
 // URLs and headers

@@ -19,11 +19,12 @@
 //! - `embeddings_request` / `embeddings_response` where the provider has embeddings.
 //!
 //! Module layout: this file only dispatches on the configured provider. What the providers
-//! share lies in files below them, which import no provider: [`call`] (the types a call takes
-//! and gives back), [`decode`] (the stream decoder and the one framing loop), [`answer`] (the
-//! OpenAI answer shapes), [`content`] (reading the OpenAI request) and [`chunk`] (writing OpenAI
-//! chunks). They are re-exported here, so `crate::provider::Translated` and the like keep
-//! working for the rest of the crate.
+//! share lies in files below them, which import no provider and not this file: [`call`] (the
+//! types a call takes and gives back), [`decode`] (the stream decoder and the one framing loop),
+//! [`content`] (reading the OpenAI request), [`turns`] (the alternating turns of blocks Anthropic
+//! and Bedrock share), [`url`], [`answer`] (the OpenAI answer shapes) and [`chunk`] (writing
+//! OpenAI chunks). The shared types are re-exported here, so `crate::provider::Translated` and
+//! the like keep working for the rest of the crate.
 
 pub mod anthropic;
 pub mod answer;
@@ -38,6 +39,7 @@ pub mod mock;
 pub mod openai;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod turns;
 pub mod url;
 pub mod workers_ai;
 

@@ -49,20 +49,15 @@ pub use self::sigv4::AwsCredentials;
 use super::answer::{self, assistant_message, embeddings_list};
 use super::call::{ProviderContext, ProviderErrorBody, ResponseContext, Translated};
 use super::chunk::ChunkWriter;
-use super::content::{self, pass_through, Image, Part, ResponseFormat, ToolChoice};
-use super::decode::{EventTranslator, FramedDecoder, StreamFault};
+pub use super::content::JSON_TOOL;
+use super::content::{self, invalid, pass_through, Image, PastToolCall, ResponseFormat, ToolChoice, JSON_OBJECT_INSTRUCTION};
+use super::decode::{EventTranslator, FramedDecoder, Progress, StreamFault};
+use super::turns::{self, Blocks};
 use super::url::percent_encode_segment;
 use crate::config::{BedrockConfig, ModelRoute};
 use crate::error::GatewayError;
 use crate::host::OutboundRequest;
 use crate::openai::{ChatRequest, EmbeddingInput, EmbeddingsRequest, Usage};
-
-/// Name of the tool used to force JSON output for `response_format: json_schema`. Reserved:
-/// client tools may not use it.
-pub const JSON_TOOL: &str = "gateway_json_response";
-
-/// Appended to the system prompt for `response_format: json_object`.
-const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single valid JSON object only, with no text before or after it.";
 
 /// Top-level Converse request fields a client may send through unchanged.
 const PASS_THROUGH: &[&str] = &["guardrailConfig", "performanceConfig", "requestMetadata", "additionalModelResponseFieldPaths"];
@@ -86,10 +81,6 @@ const FINISH: &[(&str, &str)] = &[
 
 const PROVIDER: &str = "bedrock";
 const SERVICE: &str = "bedrock";
-
-fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
-    GatewayError::InvalidRequest { message: message.into(), param: Some(param.into()) }
-}
 
 fn bad_response(detail: &str) -> GatewayError {
     GatewayError::UpstreamInvalidResponse { provider: PROVIDER.into(), detail: detail.into() }
@@ -135,7 +126,7 @@ fn request_body(request: &ChatRequest) -> Result<Value, GatewayError> {
     }
     let (system, indexes) = content::split_system(request)?;
     let format = content::response_format(request)?;
-    let messages = messages(request, &indexes)?;
+    let messages = turns::turns::<ConverseBlocks>(request, &indexes)?;
     if messages.is_empty() {
         return Err(invalid("'messages' must contain at least one user or assistant message.", "messages"));
     }
@@ -192,111 +183,43 @@ fn model_fields(request: &ChatRequest) -> Result<Option<Value>, GatewayError> {
     Ok((!fields.is_empty()).then_some(Value::Object(fields)))
 }
 
-/// One Converse message being built; consecutive same-role messages are merged into it.
-struct Turn {
-    role: &'static str,
-    blocks: Vec<Value>,
-}
+/// Converse's content blocks, for [`turns::turns`].
+struct ConverseBlocks;
 
-/// The non-system messages as alternating Converse messages.
-fn messages(request: &ChatRequest, indexes: &[usize]) -> Result<Vec<Value>, GatewayError> {
-    let mut turns: Vec<Turn> = Vec::new();
-    // The synthetic id given to the last legacy `function_call`, for the `function` reply.
-    let mut legacy_id: Option<String> = None;
-    for &i in indexes {
-        let Some(message) = request.messages.get(i) else { continue };
-        let at = format!("messages[{i}]");
-        let (role, blocks) = match message.get("role").and_then(Value::as_str).unwrap_or_default() {
-            "user" => ("user", user_blocks(message, &at)?),
-            "assistant" => ("assistant", assistant_blocks(message, i, &at, &mut legacy_id)?),
-            "tool" => ("user", vec![tool_result(message, &at)?]),
-            "function" => {
-                let id = legacy_id.clone().ok_or_else(|| invalid(format!("{at} answers no earlier assistant function_call."), format!("{at}.role")))?;
-                ("user", vec![result_block(&id, message, &at)?])
+impl Blocks for ConverseBlocks {
+    fn text(text: String) -> Value {
+        json!({ "text": text })
+    }
+
+    fn image(image: Image, at: &str) -> Result<Value, GatewayError> {
+        match image {
+            Image::Url(_) => Err(invalid(
+                format!("{at}: Bedrock models take images as bytes only; send the image as a data:<type>;base64,<data> URL."),
+                at,
+            )),
+            Image::Base64 { media_type, data } => {
+                let format = IMAGE_FORMATS.iter().find(|(m, _)| *m == media_type).map(|(_, f)| *f).ok_or_else(|| {
+                    invalid(format!("{at}: image type '{media_type}' is not supported by Bedrock (use png, jpeg, gif or webp)."), at)
+                })?;
+                Ok(json!({ "image": { "format": format, "source": { "bytes": data } } }))
             }
-            other => return Err(invalid(format!("{at}.role '{other}' is not supported here."), format!("{at}.role"))),
-        };
-        if blocks.is_empty() {
-            if role == "user" {
-                return Err(invalid(format!("{at}.content must not be empty."), format!("{at}.content")));
-            }
-            // An assistant turn with nothing in it: Bedrock refuses empty content, leave it out.
-            continue;
-        }
-        match turns.last_mut() {
-            Some(last) if last.role == role => last.blocks.extend(blocks),
-            _ => turns.push(Turn { role, blocks }),
         }
     }
-    Ok(turns
-        .into_iter()
-        .map(|mut turn| {
-            if turn.role == "user" {
-                turn.blocks.sort_by_key(|b| b.get("toolResult").is_none());
-            }
-            json!({ "role": turn.role, "content": turn.blocks })
-        })
-        .collect())
-}
 
-fn user_blocks(message: &Value, at: &str) -> Result<Vec<Value>, GatewayError> {
-    let at = format!("{at}.content");
-    let mut blocks = Vec::new();
-    for (j, part) in content::parts(message.get("content"), &at)?.into_iter().enumerate() {
-        match part {
-            // Bedrock refuses blank text blocks; an empty part carries nothing.
-            Part::Text(text) if text.is_empty() => {}
-            Part::Text(text) => blocks.push(json!({ "text": text })),
-            Part::Image(image) => blocks.push(image_block(image, &format!("{at}[{j}].image_url.url"))?),
-        }
+    fn tool_call(call: PastToolCall) -> Value {
+        json!({ "toolUse": { "toolUseId": call.id, "name": call.name, "input": call.arguments } })
     }
-    Ok(blocks)
-}
 
-fn image_block(image: Image, at: &str) -> Result<Value, GatewayError> {
-    match image {
-        Image::Url(_) => Err(invalid(
-            format!("{at}: Bedrock models take images as bytes only; send the image as a data:<type>;base64,<data> URL."),
-            at,
-        )),
-        Image::Base64 { media_type, data } => {
-            let format = IMAGE_FORMATS.iter().find(|(m, _)| *m == media_type).map(|(_, f)| *f).ok_or_else(|| {
-                invalid(format!("{at}: image type '{media_type}' is not supported by Bedrock (use png, jpeg, gif or webp)."), at)
-            })?;
-            Ok(json!({ "image": { "format": format, "source": { "bytes": data } } }))
-        }
+    /// OpenAI tool results are text; an empty one is sent with no content blocks, since
+    /// Bedrock refuses blank text.
+    fn tool_result(id: &str, text: String) -> Value {
+        let content = if text.is_empty() { json!([]) } else { json!([{ "text": text }]) };
+        json!({ "toolResult": { "toolUseId": id, "content": content } })
     }
-}
 
-/// An assistant message's text and tool calls (`toolUse` blocks, input as an object).
-fn assistant_blocks(message: &Value, i: usize, at: &str, legacy_id: &mut Option<String>) -> Result<Vec<Value>, GatewayError> {
-    let mut blocks = Vec::new();
-    let text = content::text_of(message.get("content"), &format!("{at}.content"))?;
-    if !text.is_empty() {
-        blocks.push(json!({ "text": text }));
+    fn is_tool_result(block: &Value) -> bool {
+        block.get("toolResult").is_some()
     }
-    for call in content::identified_tool_calls(message, i, at, legacy_id)? {
-        let id = call.id;
-        blocks.push(json!({ "toolUse": { "toolUseId": id, "name": call.name, "input": call.arguments } }));
-    }
-    Ok(blocks)
-}
-
-fn tool_result(message: &Value, at: &str) -> Result<Value, GatewayError> {
-    let id = message
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| invalid(format!("{at}.tool_call_id is required for tool messages."), format!("{at}.tool_call_id")))?;
-    result_block(id, message, at)
-}
-
-/// A `toolResult` block. OpenAI tool results are text; an empty one is sent with no content
-/// blocks, since Bedrock refuses blank text.
-fn result_block(id: &str, message: &Value, at: &str) -> Result<Value, GatewayError> {
-    let text = content::text_of(message.get("content"), &format!("{at}.content"))?;
-    let content = if text.is_empty() { json!([]) } else { json!([{ "text": text }]) };
-    Ok(json!({ "toolResult": { "toolUseId": id, "content": content } }))
 }
 
 /// Whether the history has `toolUse`/`toolResult` blocks, and the tool names it used.
@@ -331,16 +254,7 @@ fn tool_spec(name: &str, description: Option<&str>, schema: &Value) -> Value {
 /// `toolConfig`, including the forced JSON tool for `json_schema` and the tools Bedrock needs
 /// whenever the history has tool blocks. `history` is `Some(names used)` when it has them.
 fn tool_config(request: &ChatRequest, format: &ResponseFormat, history: Option<Vec<String>>) -> Result<Option<Value>, GatewayError> {
-    let client_tools = content::tools(request)?;
-    if client_tools.iter().any(|t| t.name == JSON_TOOL) {
-        return Err(invalid(format!("The tool name '{JSON_TOOL}' is reserved by the gateway."), "tools"));
-    }
-    let choice = content::tool_choice(request)?;
-    if let Some(ToolChoice::Function(name)) = &choice {
-        if !client_tools.iter().any(|t| &t.name == name) {
-            return Err(invalid(format!("'tool_choice' names the function '{name}', which is not in 'tools'."), "tool_choice"));
-        }
-    }
+    let (client_tools, choice) = content::tools_beside_json_tool(request)?;
     let all_client: Vec<Value> = client_tools.iter().map(|t| tool_spec(&t.name, t.description.as_deref(), &t.parameters)).collect();
     let mut tools = if choice == Some(ToolChoice::None) { Vec::new() } else { all_client.clone() };
     let mut bedrock_choice = match &choice {
@@ -407,11 +321,7 @@ fn usage_of(usage: &Value) -> Option<Usage> {
 /// A Converse stop reason as an OpenAI finish reason; `tool_use` caused only by the JSON tool
 /// is a normal stop for the client.
 fn finish_reason(stop_reason: Option<&str>, has_tool_calls: bool) -> &'static str {
-    match stop_reason.map(|r| answer::map_finish(r, FINISH)) {
-        Some("tool_calls") if !has_tool_calls => "stop",
-        Some(reason) => reason,
-        None => "stop",
-    }
+    answer::finish_reason(stop_reason, FINISH, has_tool_calls)
 }
 
 /// A whole Converse response as an OpenAI `chat.completion`.
@@ -442,20 +352,8 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
         // Redacted reasoning, images, citations, future block types: no OpenAI form.
     }
     let finish = finish_reason(value.get("stopReason").and_then(Value::as_str), !calls.is_empty());
-    let message = assistant_message(text, &reasoning, calls);
-    let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
-    let usage = raw_usage.as_ref().and_then(usage_of);
-    let mut out = json!({
-        "id": ctx.id,
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": ctx.model,
-        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
-    });
-    if let Some(usage) = &usage {
-        out["usage"] = usage.to_openai();
-    }
-    Ok(Translated { body: out, usage, raw_usage })
+    let choice = answer::choice(0, assistant_message(text, &reasoning, calls), finish);
+    Ok(answer::completion(ctx, None, None, vec![choice], value.get("usage"), usage_of))
 }
 
 /// Bedrock's error body is `{"message": "..."}`; the error type travels in the
@@ -487,9 +385,9 @@ pub type BedrockStream = FramedDecoder<Decoder, BedrockEvents>;
 pub struct BedrockEvents {
     writer: ChunkWriter,
     blocks: BTreeMap<u64, Block>,
-    raw_usage: Option<Value>,
-    /// `messageStop` arrived: the stream ended properly.
-    stopped: bool,
+    /// Complete at `messageStop`: after it only the usage can be missing, which is not worth
+    /// failing a complete answer for.
+    progress: Progress,
     /// The usage is settled (`metadata` after `messageStop`, or usage already known at
     /// `messageStop`): nothing more is read.
     done: bool,
@@ -497,9 +395,10 @@ pub struct BedrockEvents {
 
 impl EventTranslator for BedrockEvents {
     type Event = Message;
+    const USAGE: fn(&Value) -> Option<Usage> = usage_of;
 
     fn new(ctx: &ResponseContext) -> Self {
-        BedrockEvents { writer: ChunkWriter::new(ctx), blocks: BTreeMap::new(), raw_usage: None, stopped: false, done: false }
+        BedrockEvents { writer: ChunkWriter::new(ctx), blocks: BTreeMap::new(), progress: Progress::default(), done: false }
     }
 
     fn event(&mut self, message: &Message, out: &mut Vec<Value>) -> Result<(), StreamFault> {
@@ -534,7 +433,7 @@ impl EventTranslator for BedrockEvents {
             }
             "contentBlockDelta" => self.delta(index, data.get("delta").unwrap_or(&Value::Null), out),
             "messageStop" => {
-                self.stopped = true;
+                self.progress.complete = true;
                 let finish = finish_reason(data.get("stopReason").and_then(Value::as_str), self.writer.has_tool_calls(0));
                 self.writer.finish(0, finish, out);
                 // Usage that came early (Bedrock sends metadata after messageStop) goes out now.
@@ -545,9 +444,9 @@ impl EventTranslator for BedrockEvents {
             }
             "metadata" => {
                 if let Some(usage) = data.get("usage").filter(|u| u.is_object()) {
-                    self.raw_usage = Some(usage.clone());
+                    self.progress.raw_usage = Some(usage.clone());
                 }
-                if self.stopped {
+                if self.progress.complete {
                     if let Some(usage) = self.usage() {
                         self.writer.usage(&usage, out);
                     }
@@ -560,22 +459,12 @@ impl EventTranslator for BedrockEvents {
         Ok(())
     }
 
-    /// After messageStop only the usage can be missing; that is not worth failing a complete
-    /// answer for.
-    fn complete(&self) -> bool {
-        self.stopped
+    fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     fn closed(&self) -> bool {
         self.done
-    }
-
-    fn raw_usage(&self) -> Option<&Value> {
-        self.raw_usage.as_ref()
-    }
-
-    fn usage_of(raw: &Value) -> Option<Usage> {
-        usage_of(raw)
     }
 }
 

@@ -3,7 +3,7 @@ use super::*;
 use crate::config::ModelKind;
 use crate::openai::parse_request;
 use crate::provider::decode::StreamDecoder;
-use crate::provider::test_support::{deltas, drive};
+use crate::provider::test_support::{assert_chunking_independent, deltas, drive};
 
 const NOW_MS: u64 = 1_440_938_160_000;
 
@@ -446,29 +446,7 @@ fn stream_with_parallel_tool_calls() {
 #[test]
 fn stream_output_does_not_depend_on_chunk_boundaries() {
     let bytes = parallel_tools_stream();
-    let (expected, result, _) = run(&[&bytes]);
-    assert_eq!(result, Ok(()));
-    for split in 0..=bytes.len() {
-        let (out, result, _) = run(&[&bytes[..split], &bytes[split..]]);
-        assert_eq!(result, Ok(()), "split at {split}");
-        assert_eq!(out, expected, "split at {split}");
-    }
-    // Many random multi-way splits (deterministic LCG, no rand crate).
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    for round in 0..200 {
-        let mut chunks: Vec<&[u8]> = Vec::new();
-        let mut at = 0;
-        while at < bytes.len() {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let len = 1 + ((seed >> 33) % 64) as usize;
-            let end = (at + len).min(bytes.len());
-            chunks.push(&bytes[at..end]);
-            at = end;
-        }
-        let (out, result, _) = run(&chunks);
-        assert_eq!(result, Ok(()), "round {round}");
-        assert_eq!(out, expected, "round {round}");
-    }
+    assert_chunking_independent(&bytes, 0..=bytes.len(), 0x2545_f491_4f6c_dd1d, 64, run);
 }
 
 #[test]

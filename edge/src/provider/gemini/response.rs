@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::provider::answer::{self, assistant_message, embeddings_list};
 use crate::provider::call::{ProviderErrorBody, ResponseContext, Translated};
 use crate::provider::chunk::ChunkWriter;
-use crate::provider::decode::{self, EventTranslator, FramedDecoder, StreamFault};
+use crate::provider::decode::{self, EventTranslator, FramedDecoder, Progress, StreamFault};
 use crate::error::GatewayError;
 use crate::openai::{EmbeddingsRequest, Usage};
 use crate::sse::{SseDecoder, SseEvent};
@@ -129,23 +129,10 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
     }
     if choices.is_empty() {
         // The prompt itself was blocked: no candidate at all.
-        choices.push(json!({
-            "index": 0, "message": { "role": "assistant", "content": "" }, "logprobs": null, "finish_reason": "content_filter"
-        }));
+        choices.push(answer::choice(0, json!({ "role": "assistant", "content": "" }), "content_filter"));
     }
-    let raw_usage = value.get("usageMetadata").filter(|u| u.is_object()).cloned();
-    let usage = raw_usage.as_ref().and_then(usage_of);
-    let mut out = json!({
-        "id": ctx.id,
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": value.get("modelVersion").and_then(Value::as_str).filter(|m| !m.is_empty()).unwrap_or(&ctx.model),
-        "choices": choices,
-    });
-    if let Some(usage) = &usage {
-        out["usage"] = usage.to_openai();
-    }
-    Ok(Translated { body: out, usage, raw_usage })
+    let model = value.get("modelVersion").and_then(Value::as_str);
+    Ok(answer::completion(ctx, None, model, choices, value.get("usageMetadata"), usage_of))
 }
 
 fn choice(candidate: &Value, index: usize, ids: &mut CallIds) -> Value {
@@ -170,7 +157,7 @@ fn choice(candidate: &Value, index: usize, ids: &mut CallIds) -> Value {
     }
     let finish = finish_reason(candidate.get("finishReason").and_then(Value::as_str), !calls.is_empty());
     let message = assistant_message(text, &reasoning, calls);
-    json!({ "index": index, "message": message, "logprobs": null, "finish_reason": finish })
+    answer::choice(index, message, finish)
 }
 
 /// Gemini's error body: `{"error":{"code":400,"message":"...","status":"INVALID_ARGUMENT"}}`
@@ -208,25 +195,29 @@ pub struct GeminiEvents {
     calls: Vec<u64>,
     /// Per choice: whether it has appeared.
     seen: Vec<bool>,
-    raw_usage: Option<Value>,
+    /// Complete while every candidate seen has finished (and at least one was seen).
+    progress: Progress,
 }
 
 impl EventTranslator for GeminiEvents {
     type Event = SseEvent;
+    const USAGE: fn(&Value) -> Option<Usage> = usage_of;
 
     fn new(ctx: &ResponseContext) -> Self {
-        GeminiEvents { writer: ChunkWriter::new(ctx), ids: CallIds::new(ctx), calls: Vec::new(), seen: Vec::new(), raw_usage: None }
+        GeminiEvents { writer: ChunkWriter::new(ctx), ids: CallIds::new(ctx), calls: Vec::new(), seen: Vec::new(), progress: Progress::default() }
     }
 
     fn event(&mut self, event: &SseEvent, out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        match decode::json_data(&event.data)? {
+        let result = match decode::json_data(&event.data)? {
             Value::Array(items) => items.iter().try_for_each(|item| self.response(item, out)),
             other => self.response(&other, out),
-        }
+        };
+        self.progress.complete = self.all_finished();
+        result
     }
 
-    fn complete(&self) -> bool {
-        self.seen.iter().any(|s| *s) && self.seen.iter().enumerate().filter(|(_, s)| **s).all(|(index, _)| self.writer.finished(index))
+    fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// No terminal event to close on: a later event may still bring usage.
@@ -239,17 +230,15 @@ impl EventTranslator for GeminiEvents {
             self.writer.usage(&usage, out);
         }
     }
-
-    fn raw_usage(&self) -> Option<&Value> {
-        self.raw_usage.as_ref()
-    }
-
-    fn usage_of(raw: &Value) -> Option<Usage> {
-        usage_of(raw)
-    }
 }
 
 impl GeminiEvents {
+    /// Every candidate seen has a finish reason, and there was one.
+    fn all_finished(&self) -> bool {
+        let mut seen = self.seen.iter().enumerate().filter(|(_, s)| **s).peekable();
+        seen.peek().is_some() && seen.all(|(index, _)| self.writer.finished(index))
+    }
+
     fn see(&mut self, index: usize) {
         if self.seen.len() <= index {
             self.seen.resize(index + 1, false);
@@ -270,7 +259,7 @@ impl GeminiEvents {
             self.writer.set_model(model);
         }
         if let Some(usage) = value.get("usageMetadata").filter(|u| u.is_object()) {
-            self.raw_usage = Some(usage.clone());
+            self.progress.raw_usage = Some(usage.clone());
         }
         let candidates = value.get("candidates").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         for (position, candidate) in candidates.iter().enumerate() {

@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use super::ResponseContext;
+use super::call::ResponseContext;
 use crate::openai::Usage;
 
 /// One choice's stream state (providers that stream several candidates use several).

@@ -21,8 +21,9 @@ pub enum Image {
     Base64 { media_type: String, data: String },
 }
 
-fn invalid(message: String, param: String) -> GatewayError {
-    GatewayError::InvalidRequest { message, param: Some(param) }
+/// A client error naming the field at fault: the one error every request translator returns.
+pub fn invalid(message: impl Into<String>, param: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidRequest { message: message.into(), param: Some(param.into()) }
 }
 
 /// Parse a `data:<media type>;base64,<data>` URL.
@@ -110,7 +111,7 @@ pub struct Tool {
 pub fn tools(request: &ChatRequest) -> Result<Vec<Tool>, GatewayError> {
     let mut out = Vec::new();
     if let Some(tools) = request.rest.get("tools").filter(|t| !t.is_null()) {
-        let list = tools.as_array().ok_or_else(|| invalid("'tools' must be an array.".into(), "tools".into()))?;
+        let list = tools.as_array().ok_or_else(|| invalid("'tools' must be an array.", "tools"))?;
         for (i, tool) in list.iter().enumerate() {
             let at = format!("tools[{i}]");
             if tool.get("type").and_then(Value::as_str) != Some("function") {
@@ -169,7 +170,7 @@ pub fn tool_choice(request: &ChatRequest) -> Result<Option<ToolChoice>, GatewayE
             "auto" => Ok(Some(ToolChoice::Auto)),
             "none" => Ok(Some(ToolChoice::None)),
             "required" => Ok(Some(ToolChoice::Required)),
-            other => Err(invalid(format!("'{field}' must be auto, none, required or a function, got '{other}'."), field.into())),
+            other => Err(invalid(format!("'{field}' must be auto, none, required or a function, got '{other}'."), field)),
         },
         Value::Object(o) => o
             .get("function")
@@ -177,9 +178,34 @@ pub fn tool_choice(request: &ChatRequest) -> Result<Option<ToolChoice>, GatewayE
             .or_else(|| o.get("name"))
             .and_then(Value::as_str)
             .map(|n| Some(ToolChoice::Function(n.to_string())))
-            .ok_or_else(|| invalid(format!("'{field}' must name a function."), field.into())),
-        _ => Err(invalid(format!("'{field}' must be a string or an object."), field.into())),
+            .ok_or_else(|| invalid(format!("'{field}' must name a function."), field)),
+        _ => Err(invalid(format!("'{field}' must be a string or an object."), field)),
     }
+}
+
+/// Name of the tool that forces JSON output for `response_format: json_schema` on providers
+/// without a JSON mode (Anthropic, Bedrock): its input schema is the client's schema, and its
+/// input is the answer. Reserved: client tools may not use it, so a call of it is always the
+/// JSON answer.
+pub const JSON_TOOL: &str = "gateway_json_response";
+
+/// Appended to the system prompt for `response_format: json_object` on those providers.
+pub const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single valid JSON object only, with no text before or after it.";
+
+/// The client's tools and tool choice where [`JSON_TOOL`] may be added beside them: its name is
+/// refused, and a forced function must be one of the tools.
+pub fn tools_beside_json_tool(request: &ChatRequest) -> Result<(Vec<Tool>, Option<ToolChoice>), GatewayError> {
+    let tools = tools(request)?;
+    if tools.iter().any(|t| t.name == JSON_TOOL) {
+        return Err(invalid(format!("The tool name '{JSON_TOOL}' is reserved by the gateway."), "tools"));
+    }
+    let choice = tool_choice(request)?;
+    if let Some(ToolChoice::Function(name)) = &choice {
+        if !tools.iter().any(|t| &t.name == name) {
+            return Err(invalid(format!("'tool_choice' names the function '{name}', which is not in 'tools'."), "tool_choice"));
+        }
+    }
+    Ok((tools, choice))
 }
 
 /// The requested output format.
@@ -201,10 +227,10 @@ pub fn response_format(request: &ChatRequest) -> Result<ResponseFormat, GatewayE
         Some("json_object") => Ok(ResponseFormat::JsonObject),
         Some("json_schema") => {
             let spec = format.get("json_schema").ok_or_else(|| {
-                invalid("'response_format.json_schema' is required for type json_schema.".into(), "response_format.json_schema".into())
+                invalid("'response_format.json_schema' is required for type json_schema.", "response_format.json_schema")
             })?;
             let schema = spec.get("schema").filter(|s| s.is_object()).cloned().ok_or_else(|| {
-                invalid("'response_format.json_schema.schema' must be an object.".into(), "response_format.json_schema.schema".into())
+                invalid("'response_format.json_schema.schema' must be an object.", "response_format.json_schema.schema")
             })?;
             Ok(ResponseFormat::JsonSchema {
                 name: spec.get("name").and_then(Value::as_str).unwrap_or("response").to_string(),
@@ -212,7 +238,7 @@ pub fn response_format(request: &ChatRequest) -> Result<ResponseFormat, GatewayE
                 strict: spec.get("strict").and_then(Value::as_bool).unwrap_or(false),
             })
         }
-        _ => Err(invalid("'response_format.type' must be text, json_object or json_schema.".into(), "response_format.type".into())),
+        _ => Err(invalid("'response_format.type' must be text, json_object or json_schema.", "response_format.type")),
     }
 }
 
@@ -223,9 +249,9 @@ pub fn stop_sequences(request: &ChatRequest) -> Result<Vec<String>, GatewayError
         Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|s| s.as_str().map(str::to_string).ok_or_else(|| invalid("'stop' must be a string or an array of strings.".into(), "stop".into())))
+            .map(|s| s.as_str().map(str::to_string).ok_or_else(|| invalid("'stop' must be a string or an array of strings.", "stop")))
             .collect(),
-        Some(_) => Err(invalid("'stop' must be a string or an array of strings.".into(), "stop".into())),
+        Some(_) => Err(invalid("'stop' must be a string or an array of strings.", "stop")),
     }
 }
 
@@ -233,7 +259,7 @@ pub fn stop_sequences(request: &ChatRequest) -> Result<Vec<String>, GatewayError
 pub fn number(request: &ChatRequest, key: &str) -> Result<Option<f64>, GatewayError> {
     match request.rest.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_f64().map(Some).ok_or_else(|| invalid(format!("'{key}' must be a number."), key.into())),
+        Some(v) => v.as_f64().map(Some).ok_or_else(|| invalid(format!("'{key}' must be a number."), key)),
     }
 }
 
@@ -299,6 +325,21 @@ pub fn identified_tool_calls(message: &Value, i: usize, at: &str, legacy_id: &mu
     Ok(calls)
 }
 
+/// The call a `tool` message answers: its `tool_call_id`, required.
+pub fn tool_call_id<'a>(message: &'a Value, at: &str) -> Result<&'a str, GatewayError> {
+    message
+        .get("tool_call_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| invalid(format!("{at}.tool_call_id is required for tool messages."), format!("{at}.tool_call_id")))
+}
+
+/// The call a legacy `function` message answers: the last legacy `function_call`, whose id
+/// [`identified_tool_calls`] recorded in `legacy_id`.
+pub fn legacy_call_id<'a>(legacy_id: &'a Option<String>, at: &str) -> Result<&'a str, GatewayError> {
+    legacy_id.as_deref().ok_or_else(|| invalid(format!("{at} answers no earlier assistant function_call."), format!("{at}.role")))
+}
+
 fn past_call(id: String, function: &Value, at: &str) -> Result<PastToolCall, GatewayError> {
     let name = function.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
     let arguments = match function.get("arguments") {
@@ -314,42 +355,14 @@ fn past_call(id: String, function: &Value, at: &str) -> Result<PastToolCall, Gat
     Ok(PastToolCall { id, name, arguments })
 }
 
-/// Map a finish reason in a provider's vocabulary to OpenAI's, via a table `(theirs, ours)`;
-/// anything unlisted becomes `stop`.
-pub fn map_finish(reason: &str, table: &[(&str, &'static str)]) -> &'static str {
-    table.iter().find(|(theirs, _)| *theirs == reason).map(|(_, ours)| *ours).unwrap_or("stop")
-}
-
-/// OpenAI `embedding` objects for a provider's vectors (one per input, in order): floats, or
-/// base64 of little-endian f32 when the client asked for `encoding_format: "base64"`. `bad` makes
-/// the provider's own invalid-response error.
-pub fn embedding_data(
-    vectors: &[&Value],
-    request: &crate::openai::EmbeddingsRequest,
-    bad: impl Fn(&str) -> GatewayError,
-) -> Result<Vec<Value>, GatewayError> {
-    use base64::Engine;
-    if vectors.len() != request.inputs().len() {
-        return Err(bad("response has a different number of embeddings than inputs"));
+/// Keep only the members of `rest` whose names are in `allowed` (provider-specific parameters
+/// the target understands), for translators that pass some through.
+pub fn pass_through(rest: &Map<String, Value>, allowed: &[&str], into: &mut Map<String, Value>) {
+    for key in allowed {
+        if let Some(value) = rest.get(*key) {
+            into.insert((*key).to_string(), value.clone());
+        }
     }
-    let base64 = request.wants_base64();
-    vectors
-        .iter()
-        .enumerate()
-        .map(|(index, vector)| {
-            let values: Vec<f32> = vector
-                .as_array()
-                .and_then(|a| a.iter().map(|v| v.as_f64().map(|f| f as f32)).collect())
-                .ok_or_else(|| bad("an embedding is not a list of numbers"))?;
-            let embedding = if base64 {
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                serde_json::json!(values)
-            };
-            Ok(serde_json::json!({ "object": "embedding", "index": index, "embedding": embedding }))
-        })
-        .collect()
 }
 
 #[cfg(test)]

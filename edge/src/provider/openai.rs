@@ -7,7 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use super::ProviderErrorBody;
+use super::call::ProviderErrorBody;
+use super::url::percent_encode_segment;
 use crate::config::{AzureConfig, ModelRoute, OpenAiProviderConfig};
 use crate::host::OutboundRequest;
 use crate::openai::{ChatRequest, EmbeddingsRequest};
@@ -82,19 +83,6 @@ fn azure_url(config: &AzureConfig, route: &ModelRoute, operation: &str) -> Strin
         percent_encode_segment(&route.upstream_model),
         percent_encode_segment(&config.api_version)
     )
-}
-
-/// Percent-encode a path segment or query value (RFC 3986 unreserved characters kept).
-pub fn percent_encode_segment(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// An OpenAI-style error body: `{"error": {"message", "type", "param", "code"}}`.

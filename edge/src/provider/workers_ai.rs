@@ -19,23 +19,21 @@
 
 use serde_json::{json, Map, Value};
 
+use super::answer::{self, assistant_message, embeddings_list};
+use super::call::{ResponseContext, Translated};
 use super::chunk::ChunkWriter;
-use super::content::{self, Part, ResponseFormat};
-use super::{ResponseContext, StreamDecoder, StreamFault, Translated};
+use super::content::{self, invalid, pass_through, Part, ResponseFormat};
+use super::decode::{self, EventTranslator, FramedDecoder, Progress, StreamFault};
 use crate::config::ModelRoute;
 use crate::error::GatewayError;
 use crate::openai::{ChatRequest, EmbeddingsRequest, Usage};
-use crate::sse::SseDecoder;
+use crate::sse::{SseDecoder, SseEvent};
 
 /// Sampling parameters the native schema shares with OpenAI's, passed through as they are.
 const SHARED_PARAMETERS: [&str; 5] = ["temperature", "top_p", "seed", "frequency_penalty", "presence_penalty"];
 
 /// Parameters only the native schema has, accepted from the client as provider-specific ones.
 const NATIVE_PARAMETERS: [&str; 2] = ["top_k", "repetition_penalty"];
-
-fn invalid(message: String, param: &str) -> GatewayError {
-    GatewayError::InvalidRequest { message, param: Some(param.to_string()) }
-}
 
 fn bad_response(detail: &str) -> GatewayError {
     GatewayError::UpstreamInvalidResponse { provider: "workers_ai".into(), detail: detail.into() }
@@ -94,11 +92,11 @@ pub fn chat_input(request: &ChatRequest) -> Result<Value, GatewayError> {
         }
     }
     if !content::stop_sequences(request)?.is_empty() {
-        return Err(invalid("'stop' is not supported by Workers AI through the binding.".into(), "stop"));
+        return Err(invalid("'stop' is not supported by Workers AI through the binding.", "stop"));
     }
     let max_tokens = request.rest.get("max_completion_tokens").or_else(|| request.rest.get("max_tokens")).filter(|v| !v.is_null());
     if let Some(max) = max_tokens {
-        let max = max.as_u64().ok_or_else(|| invalid("'max_tokens' must be a positive integer.".into(), "max_tokens"))?;
+        let max = max.as_u64().ok_or_else(|| invalid("'max_tokens' must be a positive integer.", "max_tokens"))?;
         input.insert("max_tokens".into(), json!(max));
     }
     for key in SHARED_PARAMETERS {
@@ -106,7 +104,7 @@ pub fn chat_input(request: &ChatRequest) -> Result<Value, GatewayError> {
             input.insert(key.into(), json!(value));
         }
     }
-    super::pass_through(&request.rest, &NATIVE_PARAMETERS, &mut input);
+    pass_through(&request.rest, &NATIVE_PARAMETERS, &mut input);
     if request.is_stream() {
         input.insert("stream".into(), json!(true));
     }
@@ -119,9 +117,9 @@ pub fn embeddings_input(request: &EmbeddingsRequest) -> Result<Value, GatewayErr
         Value::String(s) => vec![s.clone()],
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| invalid("'input' must be a string or an array of strings for Workers AI.".into(), "input")))
+            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| invalid("'input' must be a string or an array of strings for Workers AI.", "input")))
             .collect::<Result<_, _>>()?,
-        _ => return Err(invalid("'input' must be a string or an array of strings for Workers AI.".into(), "input")),
+        _ => return Err(invalid("'input' must be a string or an array of strings for Workers AI.", "input")),
     };
     Ok(json!({ "text": texts }))
 }
@@ -160,47 +158,41 @@ pub fn chat_response(body: &[u8], ctx: &ResponseContext) -> Result<Translated, G
     };
     let calls = tool_calls(value.get("tool_calls"));
     let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
-    let message = super::assistant_message(text, "", calls);
-    let raw_usage = value.get("usage").filter(|u| u.is_object()).cloned();
-    let usage = raw_usage.as_ref().and_then(usage_of);
-    let mut out = json!({
-        "id": ctx.id, "object": "chat.completion", "created": ctx.created, "model": ctx.model,
-        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish }],
-    });
-    if let Some(usage) = &usage {
-        out["usage"] = usage.to_openai();
-    }
-    Ok(Translated { body: out, usage, raw_usage })
+    let choice = answer::choice(0, assistant_message(text, "", calls), finish);
+    Ok(answer::completion(ctx, None, None, vec![choice], value.get("usage"), usage_of))
 }
 
 /// Translate a native embeddings result.
 pub fn embeddings_response(request: &EmbeddingsRequest, body: &[u8], ctx: &ResponseContext) -> Result<Translated, GatewayError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| bad_response("result is not JSON"))?;
     let rows = value.get("data").and_then(Value::as_array).ok_or_else(|| bad_response("result has no data array"))?;
-    let data = content::embedding_data(&rows.iter().collect::<Vec<_>>(), request, bad_response)?;
-    Ok(super::embeddings_list(data, ctx, None, None))
+    let data = answer::embedding_data(&rows.iter().collect::<Vec<_>>(), request, bad_response)?;
+    Ok(embeddings_list(data, ctx, None, None))
 }
 
-/// The native stream (`data: {"response": ...}` events) as OpenAI chunks.
-pub struct WorkersAiStream {
-    sse: SseDecoder,
+/// The native stream as OpenAI chunks.
+pub type WorkersAiStream = FramedDecoder<SseDecoder, WorkersAiEvents>;
+
+/// The native stream's events (`data: {"response": ...}` ... `data: [DONE]`) as OpenAI chunks.
+pub struct WorkersAiEvents {
     writer: ChunkWriter,
-    raw_usage: Option<Value>,
+    /// Complete at `[DONE]`; the usage object comes with the last data event before it.
+    progress: Progress,
+    /// Tool calls seen so far (the next call's key).
     calls: u64,
-    done: bool,
 }
 
-impl WorkersAiStream {
-    pub fn new(ctx: ResponseContext) -> Self {
-        WorkersAiStream { sse: SseDecoder::new(), writer: ChunkWriter::new(&ctx), raw_usage: None, calls: 0, done: false }
+impl EventTranslator for WorkersAiEvents {
+    type Event = SseEvent;
+    const USAGE: fn(&Value) -> Option<Usage> = usage_of;
+
+    fn new(ctx: &ResponseContext) -> Self {
+        WorkersAiEvents { writer: ChunkWriter::new(ctx), progress: Progress::default(), calls: 0 }
     }
 
-    fn event(&mut self, data: &str, out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        if self.done {
-            return Ok(());
-        }
-        if data.trim() == "[DONE]" {
-            self.done = true;
+    fn event(&mut self, event: &SseEvent, out: &mut Vec<Value>) -> Result<(), StreamFault> {
+        if event.data.trim() == "[DONE]" {
+            self.progress.complete = true;
             let finish = if self.writer.has_tool_calls(0) { "tool_calls" } else { "stop" };
             self.writer.start(0, out);
             self.writer.finish(0, finish, out);
@@ -209,7 +201,7 @@ impl WorkersAiStream {
             }
             return Ok(());
         }
-        let value: Value = serde_json::from_str(data).map_err(|_| StreamFault::Malformed { detail: "event data is not JSON".into() })?;
+        let value = decode::json_data(&event.data)?;
         self.writer.start(0, out);
         if let Some(text) = value.get("response").and_then(Value::as_str) {
             self.writer.text(0, text, out);
@@ -223,34 +215,13 @@ impl WorkersAiStream {
             self.writer.tool_call_arguments(0, key, arguments, out);
         }
         if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
-            self.raw_usage = Some(usage.clone());
-        }
-        Ok(())
-    }
-}
-
-impl StreamDecoder for WorkersAiStream {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        for event in self.sse.push(bytes) {
-            self.event(&event.data, out)?;
+            self.progress.raw_usage = Some(usage.clone());
         }
         Ok(())
     }
 
-    fn finish(&mut self, _out: &mut Vec<Value>) -> Result<(), StreamFault> {
-        if self.done {
-            Ok(())
-        } else {
-            Err(StreamFault::Truncated)
-        }
-    }
-
-    fn usage(&self) -> Option<Usage> {
-        self.raw_usage.as_ref().and_then(usage_of)
-    }
-
-    fn raw_usage(&self) -> Option<Value> {
-        self.raw_usage.clone()
+    fn progress(&self) -> &Progress {
+        &self.progress
     }
 }
 

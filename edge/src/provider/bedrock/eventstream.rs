@@ -14,6 +14,8 @@
 //! The CRCs are CRC-32 (IEEE). Format from the AWS SDKs' event-stream specification (e.g.
 //! `aws-c-event-stream`, the Transcribe streaming docs "Event stream encoding").
 
+use crate::provider::decode::{Framing, StreamFault};
+
 /// Prelude (two lengths and a CRC) plus the trailing message CRC.
 const OVERHEAD: usize = 16;
 const PRELUDE: usize = 12;
@@ -67,6 +69,10 @@ impl FrameError {
             FrameError::MessageCrc => "event-stream message CRC mismatch",
             FrameError::Malformed(detail) => detail,
         }
+    }
+
+    fn fault(self) -> StreamFault {
+        StreamFault::Malformed { detail: self.detail().into() }
     }
 }
 
@@ -130,6 +136,21 @@ impl Decoder {
     /// Whether bytes of an incomplete message are buffered.
     pub fn has_partial(&self) -> bool {
         !self.buf.is_empty()
+    }
+}
+
+/// The event-stream framing of a provider stream: a corrupt message fails the stream, after the
+/// valid messages before it.
+impl Framing for Decoder {
+    type Event = Message;
+
+    fn push(&mut self, bytes: &[u8]) -> Result<Vec<Message>, StreamFault> {
+        // The inherent `Decoder::push`, not this method.
+        Decoder::push(self, bytes).map_err(FrameError::fault)
+    }
+
+    fn take_fault(&mut self) -> Option<StreamFault> {
+        self.take_error().map(FrameError::fault)
     }
 }
 

@@ -21,9 +21,14 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::AwsCredentials;
-
 type HmacSha256 = Hmac<Sha256>;
+
+/// AWS credentials resolved from the configured secrets.
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 

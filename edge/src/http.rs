@@ -199,15 +199,20 @@ pub async fn read_json_value(request: Request, limit: usize) -> Result<Value, Ga
 /// stays `+` (turning `+` into a space is a form-encoding rule, not a path rule). A `%` not
 /// followed by two hex digits stays as it is; invalid UTF-8 becomes U+FFFD.
 pub fn percent_decode(segment: &str) -> String {
-    let bytes = segment.as_bytes();
+    String::from_utf8_lossy(&percent_decode_bytes(segment)).into_owned()
+}
+
+/// The bytes a percent-encoded string stands for (the same rules as [`percent_decode`]).
+pub fn percent_decode_bytes(encoded: &str) -> Vec<u8> {
+    let bytes = encoded.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        let hex = |b: u8| (b as char).to_digit(16);
+        let escaped = match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => Some((high * 16 + low) as u8),
+            _ => None,
+        };
         match escaped {
             Some(byte) => {
                 out.push(byte);
@@ -219,7 +224,7 @@ pub fn percent_decode(segment: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
@@ -234,6 +239,7 @@ mod tests {
         assert_eq!(percent_decode("caf%C3%A9"), "café");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%+1%-1"), "%+1%-1");
         assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 

@@ -198,3 +198,21 @@ fn the_configuration_is_validated_replaced_and_audited() {
     assert_eq!(run(&gateway, &host, request("PATCH", "/admin/config", Some(ADMIN), None)).0.status, 405);
     assert_eq!(run(&gateway, &host, request("GET", "/admin/nothing", Some(ADMIN), None)).0.status, 404);
 }
+
+/// Path segments are percent-decoded as RFC 3986 says: `%2B` is `+` and a literal `+` stays `+`
+/// (a form-encoding decoder would turn it into a space and list nobody's keys).
+#[test]
+fn admin_paths_decode_percent_escapes_as_paths_do() {
+    let (gateway, host) = setup();
+    let (_, record) = create_key(&gateway, &host, json!({ "consumer": "team+ops" }));
+    let (_, other) = create_key(&gateway, &host, json!({ "consumer": "team ops" }));
+    for path in ["/admin/consumers/team+ops/keys", "/admin/consumers/team%2Bops/keys", "/admin/consumers/team%2bops/keys"] {
+        let (response, body, text) = run(&gateway, &host, request("GET", path, Some(ADMIN), None));
+        assert_eq!(response.status, 200, "{path}: {text}");
+        let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, vec![record["id"].as_str().unwrap()], "{path}");
+    }
+    let (_, body, _) = run(&gateway, &host, request("GET", "/admin/consumers/team%20ops/keys", Some(ADMIN), None));
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![other["id"].as_str().unwrap()]);
+}

@@ -21,6 +21,8 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::http::percent_decode_bytes;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// AWS credentials resolved from the configured secrets.
@@ -143,25 +145,6 @@ fn uri_encode(input: &[u8], keep_slash: bool) -> String {
     out
 }
 
-fn percent_decode(input: &str) -> Vec<u8> {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
-}
-
 /// The wire path (already encoded once) encoded again: AWS's "URI-encode each path segment
 /// twice" for services other than S3.
 fn canonical_uri(wire_path: &str) -> String {
@@ -175,7 +158,7 @@ fn canonical_query(query: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (name, value) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(name), false), uri_encode(&percent_decode(value), false))
+            (uri_encode(&percent_decode_bytes(name), false), uri_encode(&percent_decode_bytes(value), false))
         })
         .collect();
     pairs.sort();
@@ -332,7 +315,7 @@ mod tests {
         assert_eq!(block, "host:h\nmy-header1:a b,c\n");
         assert_eq!(signed, "host;my-header1");
         assert_eq!(canonical_query("b=2&a=%7e&a=1&c"), "a=1&a=~&b=2&c=");
-        assert_eq!(percent_decode("%zz%4"), b"%zz%4".to_vec());
+        assert_eq!(percent_decode_bytes("%zz%4"), b"%zz%4".to_vec());
     }
 
     #[test]

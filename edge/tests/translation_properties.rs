@@ -1585,6 +1585,7 @@ fn translate(provider: &ProviderConfig, chunks: &[&[u8]], client: Client, strip_
             Client::OpenAi => ClientFormat::OpenAi,
             Client::Anthropic => ClientFormat::Other(Box::new(AnthropicClient(AnthropicEventEncoder::new("claude-client", "msg_gwprop")))),
         },
+        count_delivered: false,
     };
     let ended = Rc::new(RefCell::new(None));
     let sink = ended.clone();

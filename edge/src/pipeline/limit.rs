@@ -22,6 +22,8 @@ use crate::event::QuotaSummary;
 use crate::host::{with_timeout, Host, OutboundRequest};
 use crate::openai::{ChatRequest, Usage};
 use crate::pipeline::context::RequestContext;
+use crate::pipeline::record::record;
+use crate::event::Outcome;
 
 /// Who and what a request counts against.
 pub struct QuotaFacts<'a> {
@@ -47,6 +49,8 @@ pub struct Reservation {
     model: String,
     upstream_model: String,
     estimate: Amounts,
+    /// A price applied to the estimate (else its cost is zero and the event shows none).
+    priced: bool,
     /// The limits the request was checked against, after its reservation (for headers).
     pub limits: Vec<LimitStatus>,
     /// Scopes whose store failed and whose failure mode is open: admitted without metering.
@@ -64,13 +68,40 @@ impl Reservation {
         rate_limit_headers(&self.limits, now_ms)
     }
 
-    pub fn summary(&self, cost: Option<Nanos>) -> QuotaSummary {
+    /// The usage event's view of the reservation and of what the request was charged: the cost
+    /// in the event is the cost the counters are settled with, so events sum to the counters.
+    pub fn summary(&self, charge: &Charge) -> QuotaSummary {
         QuotaSummary {
             estimated_input_tokens: self.estimate.input_tokens,
             reserved_output_tokens: self.estimate.output_tokens,
-            cost_nanos: cost.map(|c| c.0),
+            cost_nanos: charge.priced.then_some(charge.amounts.cost.0),
             unmetered: self.unmetered.clone(),
         }
+    }
+
+    /// What a finished request is charged: the provider's reported usage at the configured
+    /// prices, or the whole reservation when it reported none.
+    pub fn charge(&self, usage: Option<&Usage>) -> Charge {
+        let Some(usage) = usage else {
+            return Charge { amounts: self.estimate, priced: self.priced };
+        };
+        let cost = self.cost(usage);
+        Charge { amounts: Amounts::from_usage(&token_usage(usage), cost.unwrap_or(Nanos::ZERO)), priced: cost.is_some() }
+    }
+
+    /// What a client that left mid-stream is charged when the provider reported no usage: the
+    /// prompt estimate plus the output tokens delivered to it (an upper-bound count of the
+    /// forwarded text), never more output than was reserved.
+    pub fn delivered_charge(&self, delivered_output_tokens: u64) -> Charge {
+        let input = self.estimate.input_tokens;
+        let output = delivered_output_tokens.min(self.estimate.output_tokens);
+        let cost = self.price_estimate(input, output);
+        Charge { amounts: Amounts::estimate(input, output, cost.unwrap_or(Nanos::ZERO)), priced: cost.is_some() }
+    }
+
+    fn price_estimate(&self, input_tokens: u64, output_tokens: u64) -> Option<Nanos> {
+        let prices = self.prices.as_ref()?;
+        prices.estimate(&self.upstream_model, input_tokens, output_tokens).or_else(|| prices.estimate(&self.model, input_tokens, output_tokens))
     }
 
     /// The request was served by `upstream_model` (a routed request may not be served by the
@@ -86,6 +117,13 @@ impl Reservation {
         let usage = token_usage(usage);
         prices.cost(&self.upstream_model, &usage).or_else(|| prices.cost(&self.model, &usage))
     }
+}
+
+/// The amounts one request is settled with, and whether a price applied to them.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge {
+    pub amounts: Amounts,
+    pub priced: bool,
 }
 
 fn token_usage(usage: &Usage) -> TokenUsage {
@@ -122,39 +160,47 @@ pub async fn reserve<H: Host>(
         tenant: caller.tenant.as_deref(),
         headers: &header_refs,
     };
-    let output = request.max_output_tokens().map(|m| m.saturating_mul(request.choices()));
+    let output = OutputRequest { max_tokens: request.max_output_tokens(), choices: request.choices() };
     admit(config, route, &facts, input_tokens, output, &ctx.request_id, host).await
 }
 
+/// The output a request asks for: per choice, and how many choices (`n`).
+#[derive(Debug, Clone, Copy)]
+pub struct OutputRequest {
+    pub max_tokens: Option<u64>,
+    pub choices: u64,
+}
+
 /// Admit the request against every limit that applies to it. `input_tokens` is the estimate
-/// of the prompt; the output reservation is `max_tokens` (or the configured default).
+/// of the prompt; the output reservation is `max_tokens` (or the configured default) for each
+/// of the `n` choices.
 pub async fn admit<H: Host>(
     config: &Config,
     route: &ModelRoute,
     facts: &QuotaFacts<'_>,
     input_tokens: u64,
-    max_output_tokens: Option<u64>,
+    output: OutputRequest,
     request_id: &str,
     host: &H,
 ) -> Result<Reservation, GatewayError> {
     let quota = &config.quota;
-    let output_tokens = output_reservation(max_output_tokens, quota.default_max_output_tokens.max(max_output_tokens.unwrap_or(0)));
-    let cost = quota
-        .prices
-        .estimate(&route.upstream_model, input_tokens, output_tokens)
-        .or_else(|| quota.prices.estimate(&route.name, input_tokens, output_tokens))
-        .unwrap_or(Nanos::ZERO);
-    let estimate = Amounts::estimate(input_tokens, output_tokens, cost);
+    let per_choice_cap = quota.default_max_output_tokens.max(output.max_tokens.unwrap_or(0));
+    let output_tokens = output_reservation(output.max_tokens, per_choice_cap).saturating_mul(output.choices.max(1));
     let mut reservation = Reservation {
         id: request_id.to_string(),
         held: Vec::new(),
         model: route.name.clone(),
         upstream_model: route.upstream_model.clone(),
-        estimate,
+        estimate: Amounts::default(),
+        priced: false,
         limits: Vec::new(),
         unmetered: Vec::new(),
         prices: (!quota.groups.is_empty()).then(|| quota.prices.clone()),
     };
+    let cost = reservation.price_estimate(input_tokens, output_tokens);
+    reservation.priced = cost.is_some();
+    let estimate = Amounts::estimate(input_tokens, output_tokens, cost.unwrap_or(Nanos::ZERO));
+    reservation.estimate = estimate;
     if quota.groups.is_empty() {
         return Ok(reservation);
     }
@@ -215,19 +261,47 @@ pub async fn release<H: Host>(reservation: &Reservation, host: &H) {
     }
 }
 
-/// Charge the provider's reported usage (the estimate when it reported none) and send a webhook
+/// A reservation held while the request waits for its response head (dispatch, fallback,
+/// backoff). If the request is dropped there, the client went away: no further target is tried,
+/// the prompt is charged with no output (nothing was delivered), and the usage event says
+/// `client_disconnected`. [`PendingResponse::answered`] hands the reservation on to the respond phase.
+pub struct PendingResponse<H: Host> {
+    reservation: Option<Reservation>,
+    ctx: RequestContext,
+    host: H,
+}
+
+impl<H: Host> PendingResponse<H> {
+    pub fn new(reservation: Reservation, ctx: &RequestContext, host: &H) -> Self {
+        PendingResponse { reservation: Some(reservation), ctx: ctx.clone(), host: host.clone() }
+    }
+
+    /// The call ended with a response head or an error: the caller settles or releases.
+    pub fn answered(mut self) -> Reservation {
+        self.reservation.take().unwrap_or_default()
+    }
+}
+
+impl<H: Host> Drop for PendingResponse<H> {
+    fn drop(&mut self) {
+        let Some(reservation) = self.reservation.take() else { return };
+        let charge = reservation.delivered_charge(0);
+        if !reservation.is_empty() {
+            self.ctx.quota = Some(reservation.summary(&charge));
+        }
+        record(&self.host, &self.ctx, 499, Outcome::ClientDisconnected, None);
+        self.host.wait_until(settle(reservation, charge, self.host.clone()));
+    }
+}
+
+/// Settle the reservation at `charge` (from [`Reservation::charge`] or
+/// [`Reservation::delivered_charge`], the same one the usage event shows) and send a webhook
 /// for each budget threshold crossed.
-pub async fn settle<H: Host>(reservation: Reservation, usage: Option<Usage>, host: H) {
+pub async fn settle<H: Host>(reservation: Reservation, charge: Charge, host: H) {
     if reservation.held.is_empty() {
         return;
     }
-    let actual = match usage {
-        Some(usage) => {
-            let cost = reservation.cost(&usage).unwrap_or(Nanos::ZERO);
-            Amounts::from_usage(&token_usage(&usage), cost)
-        }
-        None => reservation.estimate,
-    };
+    let actual = charge.amounts;
     for held in &reservation.held {
         let op = CounterOp::Settle { reservation_id: reservation.id.clone(), actual };
         if let Ok(CounterReply::Settled(settlement)) = host.counter(&held.subject, held.jurisdiction.as_deref(), &op).await {

@@ -104,7 +104,10 @@ async fn chat<H: Host>(
     let strip_usage = !request.wants_stream_usage();
     let guard = guard_input(state, config, ctx, route, &mut request, host).await?;
     let reservation = limit::reserve(config, ctx, route, provider, &request, host).await?;
-    let call = match dispatch_chat(state, config, ctx, route, provider, &request, host).await {
+    let pending = limit::PendingResponse::new(reservation, ctx, host);
+    let called = dispatch_chat(state, config, ctx, route, provider, &request, host).await;
+    let reservation = pending.answered();
+    let call = match called {
         Ok(call) => call,
         Err(error) => {
             limit::release(&reservation, host).await;

@@ -15,7 +15,7 @@ use crate::openai::Usage;
 use crate::pipeline::context::RequestContext;
 use crate::pipeline::dispatch::{upstream_body, Dispatched};
 use crate::pipeline::guard::{guard_output, RequestGuard};
-use crate::pipeline::limit::{self, Reservation};
+use crate::pipeline::limit::{self, Charge, Reservation};
 use crate::pipeline::record::record;
 use crate::pipeline::stream::{translate_stream, ClientEncoder, ClientFormat, OutputGuard, StreamEnd, StreamPlan};
 use crate::provider::{self, ResponseContext, Translated};
@@ -80,24 +80,40 @@ pub async fn respond_chat<H: Host>(
                     &response_ctx.id.replace("chatcmpl-", "msg_"),
                 )))),
             },
+            count_delivered: !reservation.is_empty(),
         };
         let mut finished = ctx.clone();
         let event_host = host.clone();
+        let charged = reservation.clone();
+        let (settled, settlement) = futures::channel::oneshot::channel::<Charge>();
         let body = translate_stream(body, host.clone(), plan, guard.map(OutputGuard::new), move |end: StreamEnd| {
             finished.usage = end.usage;
             finished.provider_usage = end.raw_usage;
             if end.guard.is_some() {
                 finished.guard = end.guard;
             }
-            // Charge what the provider reported; a stream cut short without usage is charged
-            // its reservation (the tokens were generated whether or not they were read).
-            let cost = end.usage.as_ref().and_then(|u| reservation.cost(u));
-            if !reservation.is_empty() {
-                finished.quota = Some(reservation.summary(cost));
+            // Charge what the provider reported. Without it, a client that left is charged what
+            // it was sent; a stream that failed, its reservation.
+            let charge = match (&end.usage, end.outcome) {
+                (None, Outcome::ClientDisconnected) => charged.delivered_charge(end.delivered_output_tokens),
+                (usage, _) => charged.charge(usage.as_ref()),
+            };
+            if !charged.is_empty() {
+                finished.quota = Some(charged.summary(&charge));
             }
             record(&event_host, &finished, 200, end.outcome, end.error);
-            event_host.wait_until(limit::settle(reservation, end.usage, event_host.clone()));
+            let _ = settled.send(charge);
         });
+        if !reservation.is_empty() {
+            // Registered now, while the request is alive: the end may come when the platform
+            // drops the body after the client went away, too late to register new work.
+            let settle_host = host.clone();
+            host.wait_until(async move {
+                if let Ok(charge) = settlement.await {
+                    limit::settle(reservation, charge, settle_host).await;
+                }
+            });
+        }
         let mut response = Response {
             status: 200,
             headers: vec![
@@ -123,8 +139,9 @@ pub async fn respond_chat<H: Host>(
             return Err(error);
         }
     };
+    let charge = reservation.charge(translated.usage.as_ref());
     if !reservation.is_empty() {
-        ctx.quota = Some(reservation.summary(translated.usage.as_ref().and_then(|u| reservation.cost(u))));
+        ctx.quota = Some(reservation.summary(&charge));
     }
     let usage = translated.usage;
     let response = match &client {
@@ -136,7 +153,7 @@ pub async fn respond_chat<H: Host>(
             whole_response(host, Translated { body: message, ..translated }, None, ctx, None)
         }
     };
-    host.wait_until(limit::settle(reservation, usage, host.clone()));
+    host.wait_until(limit::settle(reservation, charge, host.clone()));
     response.map(|mut r| {
         r.headers.extend(headers);
         tag(r, &route)

@@ -37,6 +37,8 @@ pub struct StreamPlan {
     pub decoder: Option<Box<dyn StreamDecoder>>,
     /// How the chunks are written for the client.
     pub client: ClientFormat,
+    /// Count the output text forwarded to the client (a reservation may be charged by it).
+    pub count_delivered: bool,
 }
 
 /// Writes translated OpenAI chunks in another API's stream format (Anthropic events).
@@ -86,6 +88,8 @@ pub struct StreamEnd {
     /// The provider's own usage object when a translating provider reported one.
     pub raw_usage: Option<Value>,
     pub guard: Option<GuardSummary>,
+    /// Upper-bound output tokens of the text forwarded to the client (0 unless counted).
+    pub delivered_output_tokens: u64,
 }
 
 type OnEnd = Box<dyn FnOnce(StreamEnd)>;
@@ -108,13 +112,35 @@ struct EndReport {
     usage: Option<Usage>,
     raw_usage: Option<Value>,
     guard: Option<OutputGuard>,
+    /// `None` when the delivered text is not counted.
+    delivered: Option<u64>,
 }
 
 impl EndReport {
+    fn new(on_end: Option<OnEnd>, guard: Option<OutputGuard>, count_delivered: bool) -> Self {
+        EndReport { on_end, usage: None, raw_usage: None, guard, delivered: count_delivered.then_some(0) }
+    }
+
     fn report(&mut self, outcome: Outcome, error: Option<&'static str>) {
         if let Some(on_end) = self.on_end.take() {
             let guard = self.guard.as_ref().map(|g| g.guard.summary());
-            on_end(StreamEnd { outcome, error, usage: self.usage, raw_usage: self.raw_usage.take(), guard });
+            let delivered_output_tokens = self.delivered.unwrap_or(0);
+            on_end(StreamEnd { outcome, error, usage: self.usage, raw_usage: self.raw_usage.take(), guard, delivered_output_tokens });
+        }
+    }
+
+    /// Count the text of an OpenAI chunk forwarded to the client as it is (its SSE data).
+    fn delivered_data(&mut self, data: &str) {
+        if let Some(count) = self.delivered.as_mut() {
+            if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+                *count = count.saturating_add(crate::tokenize::chunk_output_tokens(&chunk));
+            }
+        }
+    }
+
+    fn delivered_chunk(&mut self, chunk: &Value) {
+        if let Some(count) = self.delivered.as_mut() {
+            *count = count.saturating_add(crate::tokenize::chunk_output_tokens(chunk));
         }
     }
 }
@@ -219,11 +245,13 @@ impl Translator {
             // re-encoding, and remove a compact `"usage":null` textually instead of parsing.
             if !has_error && mentions_usage && self.strip_usage {
                 if let Some(stripped) = without_null_usage(&event.data) {
+                    end.delivered_data(&stripped);
                     crate::sse::encode(event.event.as_deref(), &stripped, out);
                     return Ok(());
                 }
             }
             if !(mentions_usage || has_error) {
+                end.delivered_data(&event.data);
                 crate::sse::encode(event.event.as_deref(), &event.data, out);
                 return Ok(());
             }
@@ -250,6 +278,7 @@ impl Translator {
             if let Some(u) = chunk.get("usage").and_then(Usage::from_openai) {
                 end.usage = Some(u);
             }
+            end.delivered_chunk(&chunk);
             crate::sse::encode(event.event.as_deref(), &event.data, out);
             return Ok(());
         }
@@ -274,6 +303,7 @@ impl Translator {
                 object.remove("usage");
             }
         }
+        end.delivered_chunk(&chunk);
         self.client.chunk(&chunk, out);
         Ok(())
     }
@@ -348,12 +378,13 @@ pub fn translate_stream<H: Host>(
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ByteStream {
     let translator = Translator::new(plan.decoder.take(), std::mem::replace(&mut plan.client, ClientFormat::OpenAi), plan.strip_usage);
+    let end = EndReport::new(Some(Box::new(on_end)), guard, plan.count_delivered);
     let state = State {
         upstream: Some(upstream),
         translator,
         host,
         plan,
-        end: EndReport { on_end: Some(Box::new(on_end)), usage: None, raw_usage: None, guard },
+        end,
     };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         loop {
@@ -417,7 +448,7 @@ mod tests {
 
     fn translate_all(input: &[u8], strip_usage: bool) -> (Vec<u8>, Option<Usage>) {
         let mut translator = Translator::new(None, ClientFormat::OpenAi, strip_usage);
-        let mut end = EndReport { on_end: None, usage: None, raw_usage: None, guard: None };
+        let mut end = EndReport::new(None, None, false);
         let mut out = Vec::new();
         translator.push(input, &mut end, &mut out, "p").unwrap();
         (out, end.usage)

@@ -29,7 +29,7 @@ pub use counter::{
     admit_all, Admission, Alert, Amounts, CounterKey, CounterOp, CounterReply, CounterState, LimitSpec, LimitStatus, Metric, Settlement,
     DEFAULT_RESERVATION_TTL_MS, IN_FLIGHT_RETRY_MS,
 };
-pub use estimate::{estimate_input_tokens_fallback, fallback_chars, output_reservation};
+pub use estimate::{estimate_input_tokens_fallback, estimate_text_tokens, fallback_chars, output_reservation};
 pub use headers::{format_reset, rate_limit_headers, retry_after_secs};
 pub use money::{ModelPrice, MoneyError, Nanos, PriceTable, TokenUsage};
 pub use scope::{RequestFacts, Scope, ScopeDim, ScopeError, Subject};

@@ -15,6 +15,7 @@ use policy::guard::{PiiKind, PiiScanner};
 use regex::Regex;
 use serde_json::{json, Value};
 
+use super::url::percent_encode_segment as percent_encode;
 use crate::host::OutboundRequest;
 
 /// What replaces a removed credential.
@@ -147,19 +148,6 @@ fn cap(text: &str, max_chars: usize) -> String {
         None => text.to_string(),
         Some((at, _)) => format!("{}…", &text[..at]),
     }
-}
-
-/// The secret as it appears in a URL (RFC 3986: unreserved characters stay).
-fn percent_encode(secret: &str) -> String {
-    let mut out = String::with_capacity(secret.len());
-    for b in secret.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

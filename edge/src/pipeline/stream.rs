@@ -226,7 +226,7 @@ impl Translator {
             return Ok(());
         }
         if !is_json(&event.data) {
-            return Err(GatewayError::UpstreamInvalidResponse { provider: String::new(), detail: "a stream event's data is not JSON".into() });
+            return Err(data_not_json());
         }
         let mentions_usage = event.data.contains("\"usage\"");
         let has_error = event.data.contains("\"error\"");
@@ -244,7 +244,7 @@ impl Translator {
                 return Ok(());
             }
         }
-        let chunk = serde_json::from_str::<Value>(&event.data).expect("checked to be JSON above");
+        let chunk = serde_json::from_str::<Value>(&event.data).map_err(|_| data_not_json())?;
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             self.saw_error = true;
             if !matches!(self.client, ClientFormat::OpenAi) {
@@ -308,6 +308,12 @@ fn fault_error(fault: StreamFault, provider: &str) -> GatewayError {
 /// Whether an OpenAI-format event's data is JSON (checked without building it).
 fn is_json(data: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok()
+}
+
+/// An OpenAI-format event whose data is not JSON: the stream cannot be trusted further. The
+/// provider is named when the stream fails.
+fn data_not_json() -> GatewayError {
+    GatewayError::UpstreamInvalidResponse { provider: String::new(), detail: "a stream event's data is not JSON".into() }
 }
 
 /// Release text still held for choices whose stream ended without a `finish_reason`.

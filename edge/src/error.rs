@@ -42,8 +42,9 @@ pub enum GatewayError {
     UpstreamConnect { provider: String },
     UpstreamTimeout { provider: String, after_ms: u64 },
     /// The upstream answered with an error status. `body` is forwarded only for client-caused
-    /// statuses whose body is an OpenAI-style error object (it says what was wrong with the
-    /// request); other statuses get a generic message so nothing upstream-internal leaks.
+    /// statuses whose body is an error object (it says what was wrong with the request), and only
+    /// as the call's `provider::Scrub` rebuilt it: no credential of the call, capped; other
+    /// statuses get a generic message so nothing upstream-internal leaks.
     UpstreamStatus { provider: String, status: u16, retry_after: Option<String>, body: Option<Value> },
     UpstreamInvalidResponse { provider: String, detail: String },
     /// A stream broke off after the 200 was sent; reported to the client as an SSE error event.

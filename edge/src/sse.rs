@@ -4,6 +4,13 @@
 //! The decoder follows the WHATWG event-stream rules: lines end in `\n`, `\r\n` or `\r` (also
 //! when the `\r` and `\n` arrive in different chunks), `:` starts a comment, an event is
 //! dispatched at a blank line, and multi-line `data` is joined with `\n`.
+//!
+//! One event may hold at most `max_event_bytes` (its field lines together): an upstream that
+//! sends a larger one ends the decoding ([`SseDecoder::overflow`]) instead of growing the
+//! isolate's memory without bound.
+
+/// Largest event the decoder holds unless told otherwise (`limits.max_sse_event_bytes`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// One decoded event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,8 +21,13 @@ pub struct SseEvent {
 }
 
 /// Incremental event-stream decoder.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseDecoder {
+    max_event_bytes: usize,
+    /// Bytes of the event being read so far (its lines, without line endings).
+    event_bytes: usize,
+    /// The event being read grew past `max_event_bytes`: nothing more is decoded.
+    overflowed: bool,
     line: Vec<u8>,
     /// The last byte seen was `\r`: a following `\n` belongs to the same line ending.
     after_cr: bool,
@@ -24,15 +36,44 @@ pub struct SseDecoder {
     id: Option<String>,
 }
 
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_max_event_bytes(DEFAULT_MAX_EVENT_BYTES)
+    }
+}
+
 impl SseDecoder {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Feed bytes; returns the events completed by them.
+    /// A decoder that holds at most `max_event_bytes` of one event.
+    pub fn with_max_event_bytes(max_event_bytes: usize) -> Self {
+        SseDecoder {
+            max_event_bytes,
+            event_bytes: 0,
+            overflowed: false,
+            line: Vec::new(),
+            after_cr: false,
+            event: None,
+            data: None,
+            id: None,
+        }
+    }
+
+    /// The limit, once an event has exceeded it: the events before it were returned, the rest
+    /// of the stream is not decoded.
+    pub fn overflow(&self) -> Option<usize> {
+        self.overflowed.then_some(self.max_event_bytes)
+    }
+
+    /// Feed bytes; returns the events completed by them (and before an oversized event).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
         for &b in bytes {
+            if self.overflowed {
+                break;
+            }
             if self.after_cr {
                 self.after_cr = false;
                 if b == b'\n' {
@@ -45,21 +86,37 @@ impl SseDecoder {
                     self.after_cr = true;
                     self.end_line(&mut events);
                 }
-                _ => self.line.push(b),
+                _ => {
+                    self.event_bytes += 1;
+                    if self.event_bytes > self.max_event_bytes {
+                        self.overflow_now();
+                    } else {
+                        self.line.push(b);
+                    }
+                }
             }
         }
         events
     }
 
+    /// Drop what the oversized event held and stop decoding.
+    fn overflow_now(&mut self) {
+        self.overflowed = true;
+        self.line = Vec::new();
+        self.data = None;
+        self.event = None;
+    }
+
     /// The stream ended: an event without its closing blank line is incomplete and dropped, as
     /// the specification says.
     pub fn finish(self) -> bool {
-        self.line.is_empty() && self.data.is_none()
+        self.line.is_empty() && self.data.is_none() && !self.overflowed
     }
 
     fn end_line(&mut self, events: &mut Vec<SseEvent>) {
         let line = std::mem::take(&mut self.line);
         if line.is_empty() {
+            self.event_bytes = 0;
             if let Some(data) = self.data.take() {
                 events.push(SseEvent { event: self.event.take(), data, id: self.id.clone() });
             }
@@ -156,6 +213,25 @@ mod tests {
         let mut decoder = SseDecoder::new();
         assert!(decoder.push(b"data: {\"partial\"").is_empty());
         assert!(!decoder.finish());
+    }
+
+    #[test]
+    fn an_event_larger_than_the_limit_ends_decoding_after_the_events_before_it() {
+        let mut decoder = SseDecoder::with_max_event_bytes(64);
+        let mut input = b"data: small\n\n".to_vec();
+        input.extend(b"data: ");
+        input.extend(vec![b'x'; 100]);
+        input.extend(b"\n\ndata: after\n\n");
+        let events: Vec<SseEvent> = input.chunks(7).flat_map(|chunk| decoder.push(chunk)).collect();
+        assert_eq!(events.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["small"]);
+        assert_eq!(decoder.overflow(), Some(64));
+        assert!(decoder.line.capacity() <= 64 && decoder.data.is_none(), "nothing of the event is held");
+        assert!(!decoder.finish());
+        // Many events that are each under the limit are fine, however long the stream.
+        let mut decoder = SseDecoder::with_max_event_bytes(64);
+        let many = b"data: 0123456789\n\n".repeat(100);
+        assert_eq!(decoder.push(&many).len(), 100);
+        assert_eq!(decoder.overflow(), None);
     }
 
     #[test]

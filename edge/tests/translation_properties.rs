@@ -1530,7 +1530,7 @@ fn response_ctx() -> ResponseContext {
 type Decoded = (Vec<Value>, Result<(), StreamFault>, Option<Usage>, Option<Value>);
 
 fn decode(provider: &ProviderConfig, chunks: &[&[u8]]) -> Decoded {
-    let mut decoder = provider::stream_decoder(provider, &response_ctx()).expect("a translating provider");
+    let mut decoder = provider::stream_decoder(provider, &response_ctx(), edge::sse::DEFAULT_MAX_EVENT_BYTES).expect("a translating provider");
     let mut out = Vec::new();
     for chunk in chunks {
         if let Err(fault) = decoder.push(chunk, &mut out) {
@@ -1580,7 +1580,9 @@ fn translate(provider: &ProviderConfig, chunks: &[&[u8]], client: Client, strip_
         provider: "p".into(),
         strip_usage,
         idle_timeout_ms: 60_000,
-        decoder: provider::stream_decoder(provider, &response_ctx()),
+        decoder: provider::stream_decoder(provider, &response_ctx(), edge::sse::DEFAULT_MAX_EVENT_BYTES),
+        max_event_bytes: edge::sse::DEFAULT_MAX_EVENT_BYTES,
+        scrub: provider::Scrub::default(),
         client: match client {
             Client::OpenAi => ClientFormat::OpenAi,
             Client::Anthropic => ClientFormat::Other(Box::new(AnthropicClient(AnthropicEventEncoder::new("claude-client", "msg_gwprop")))),

@@ -35,7 +35,8 @@ pub fn anthropic_error_type(status: u16) -> &'static str {
 /// The Anthropic error body for a gateway error, sent with `error.status()`.
 ///
 /// For a client-caused upstream status whose OpenAI-style body the gateway forwards on its OpenAI
-/// routes (it says what was wrong with the request), that message is used here too; every other
+/// routes (it says what was wrong with the request, already scrubbed of the call's credentials
+/// in dispatch), that message is used here too; every other
 /// error uses the gateway's own message, which never holds upstream text or secrets.
 pub fn anthropic_error_body(error: &GatewayError) -> Value {
     let forwarded = match error {

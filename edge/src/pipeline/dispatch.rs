@@ -3,24 +3,28 @@
 //! send it through the host under the provider's timeout, check the status, and fall back to the
 //! next target on the failures the route names.
 //!
-//! Nothing is retried once a response head has been accepted, so a stream never falls back after
-//! its first byte reached the client. Upstream error texts are never forwarded where they may
-//! echo credentials (401/403/5xx); forwardable client errors are translated to OpenAI's shape.
+//! Nothing is retried once a response has been accepted, so a stream never falls back after its
+//! first byte reached the client. A non-streamed answer is accepted only once its whole body
+//! (at most `limits.max_upstream_body_bytes`) has been read and is JSON, so an HTML error page
+//! sent with a 200 falls back like a 5xx. Upstream error texts are never forwarded where they
+//! may echo credentials (401/403/5xx); forwardable client errors are translated to OpenAI's
+//! shape and pass the call's [`Scrub`] first.
+
+use std::cell::RefCell;
 
 use serde_json::Value;
 
 use crate::config::{Config, ModelRoute, ProviderConfig};
 use crate::error::GatewayError;
 use crate::event::RouteSummary;
-use crate::host::{with_timeout, FetchError, Host, OutboundResponse};
+use crate::host::{with_timeout, Body, FetchError, Host, OutboundResponse};
 use crate::http::{read_body, BodyReadError};
 use crate::isolate::IsolateState;
 use crate::openai::ChatRequest;
 use crate::pipeline::context::RequestContext;
-use crate::provider::{self, Dispatch, ProviderContext};
+use crate::provider::{self, Dispatch, ProviderContext, Scrub};
 
-/// Largest upstream body the gateway reads whole (non-streamed responses, error bodies).
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+/// Largest upstream error body the gateway reads.
 const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
 
 /// A call whose response head was accepted: who answered and how to read the rest.
@@ -33,6 +37,18 @@ pub struct Dispatched<'c> {
     pub deadline: u64,
     /// `x-gateway-route`: where a multi-target model's request went and why.
     pub route_header: Option<String>,
+    /// Takes the call's credentials out of upstream text (the stream's error events).
+    pub scrub: Scrub,
+}
+
+/// A provider's answer the gateway accepted.
+pub struct Accepted {
+    /// A non-streamed answer's body has been read whole and checked to be JSON.
+    pub upstream: OutboundResponse,
+    /// When reading the rest of the body must have finished.
+    pub deadline: u64,
+    /// Takes the call's credentials out of upstream text.
+    pub scrub: Scrub,
 }
 
 /// Send a chat request: through its route's plan when the model has targets, else straight to
@@ -49,48 +65,76 @@ pub async fn dispatch_chat<'c, H: Host>(
     match config.routes.get(&route.name) {
         Some(spec) => routed_call(state, config, ctx, route, spec, request, host).await,
         None => {
-            let (upstream, deadline) =
-                call_provider(config, route, host, ctx, |call| provider::chat(provider, route, request.clone(), call)).await?;
-            Ok(Dispatched { route: route.clone(), provider, upstream, deadline, route_header: None })
+            let build = |call: &ProviderContext<'_>| provider::chat(provider, route, request.clone(), call);
+            let Accepted { upstream, deadline, scrub } = call_provider(config, route, host, ctx, request.is_stream(), build).await?;
+            Ok(Dispatched { route: route.clone(), provider, upstream, deadline, route_header: None, scrub })
         }
     }
 }
 
-/// Have the provider build its call, send it within the provider's timeout and check the
-/// status. Returns the successful response and the deadline for reading its body.
+/// Have the provider build its call, send it within the provider's timeout, check the status
+/// and (unless the call `streams`) read and check the whole body. The credentials the call read
+/// and sent make its [`Scrub`].
 pub async fn call_provider<H: Host>(
     config: &Config,
     route: &ModelRoute,
     host: &H,
     ctx: &mut RequestContext,
+    streams: bool,
     build: impl FnOnce(&ProviderContext<'_>) -> Result<Dispatch, GatewayError>,
-) -> Result<(OutboundResponse, u64), GatewayError> {
-    let secret = |name: &str| host.secret(name);
+) -> Result<Accepted, GatewayError> {
+    let read = RefCell::new(Vec::new());
+    let secret = |name: &str| {
+        let value = host.secret(name);
+        read.borrow_mut().extend(value.clone());
+        value
+    };
     let call = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
     let dispatch = build(&call)?;
+    let mut scrub = Scrub::new(read.take());
+    if let Dispatch::Upstream(request) = &dispatch {
+        scrub = scrub.with_request(request);
+    }
     let timeout_ms = config.timeout_for(&route.provider);
     let deadline = host.now_ms() + timeout_ms;
     let upstream = send(host, &route.provider, dispatch, timeout_ms).await?;
     let kind = config.providers.get(&route.provider).expect("validated: every model names a configured provider");
-    let upstream = check_status(host, &route.provider, kind, upstream, deadline).await?;
+    let mut upstream = check_status(host, &route.provider, kind, upstream, deadline, &scrub).await?;
     ctx.latency_ms = Some(host.now_ms().saturating_sub(ctx.started_ms));
-    Ok((upstream, deadline))
+    let not_json = || GatewayError::UpstreamInvalidResponse { provider: route.provider.clone(), detail: "it answered 200 with a body that is not JSON".into() };
+    if streams {
+        // An HTML error page cannot be the stream that was asked for.
+        if upstream.header("content-type").is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html")) {
+            return Err(not_json());
+        }
+    } else {
+        let limit = config.limits.max_upstream_body_bytes;
+        let bytes = upstream_body(host, &route.provider, std::mem::replace(&mut upstream.body, Body::Empty), deadline, ctx, limit).await?;
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            return Err(not_json());
+        }
+        upstream.body = Body::Bytes(bytes);
+    }
+    Ok(Accepted { upstream, deadline, scrub })
 }
 
-/// Read a successful non-streamed upstream body within the deadline.
+/// Read a successful non-streamed upstream body within the deadline; more than `limit` bytes
+/// is an error (nothing past the limit is read).
 pub async fn upstream_body<H: Host>(
     host: &H,
     provider: &str,
-    upstream: OutboundResponse,
+    upstream: Body,
     deadline: u64,
     ctx: &RequestContext,
+    limit: usize,
 ) -> Result<Vec<u8>, GatewayError> {
     let remaining = deadline.saturating_sub(host.now_ms()).max(1);
-    match with_timeout(host, remaining, read_body(upstream.body, MAX_UPSTREAM_BODY)).await {
+    match with_timeout(host, remaining, read_body(upstream, limit)).await {
         None => Err(GatewayError::UpstreamTimeout { provider: provider.into(), after_ms: deadline - ctx.started_ms }),
-        Some(Err(BodyReadError::TooLarge)) => {
-            Err(GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "body too large".into() })
-        }
+        Some(Err(BodyReadError::TooLarge)) => Err(GatewayError::UpstreamInvalidResponse {
+            provider: provider.into(),
+            detail: format!("the response body is larger than the gateway's limit of {limit} bytes (limits.max_upstream_body_bytes)"),
+        }),
         Some(Err(BodyReadError::Broken(_))) => Err(GatewayError::UpstreamStreamBroken { provider: provider.into() }),
         Some(Ok(bytes)) => Ok(bytes),
     }
@@ -137,9 +181,10 @@ async fn routed_call<'c, H: Host>(
         ctx.provider = Some(target.provider.clone());
         ctx.upstream_model = Some(target.model.clone());
         let started = host.now_ms();
-        let result = call_provider(config, &target_route, host, ctx, |call| provider::chat(provider, &target_route, request.clone(), call)).await;
+        let build = |call: &ProviderContext<'_>| provider::chat(provider, &target_route, request.clone(), call);
+        let result = call_provider(config, &target_route, host, ctx, request.is_stream(), build).await;
         let failure = match result {
-            Ok((upstream, deadline)) => {
+            Ok(Accepted { upstream, deadline, scrub }) => {
                 state.health.view_mut().entry(&target.id).record_success(host.now_ms().saturating_sub(started), host.now_ms());
                 let header = if n == 0 {
                     plan.header_value()
@@ -173,7 +218,7 @@ async fn routed_call<'c, H: Host>(
                     carbon_table: carbon_table.clone(),
                 });
                 state.health.share(host);
-                return Ok(Dispatched { route: target_route, provider, upstream, deadline, route_header: Some(header) });
+                return Ok(Dispatched { route: target_route, provider, upstream, deadline, route_header: Some(header), scrub });
             }
             Err(error) => error,
         };
@@ -272,6 +317,9 @@ fn failure_kind(error: &GatewayError) -> Option<policy::route::FailureKind> {
     match error {
         GatewayError::UpstreamConnect { .. } => Some(FailureKind::Connect),
         GatewayError::UpstreamTimeout { .. } => Some(FailureKind::Timeout),
+        // A 200 whose body is not the answer (an HTML error page, an oversized body) is a
+        // failure of that target, like a 502.
+        GatewayError::UpstreamInvalidResponse { .. } => Some(FailureKind::ServerError { status: 502 }),
         GatewayError::UpstreamStatus { status: 429, retry_after, .. } => Some(FailureKind::RateLimited {
             retry_after_ms: retry_after.as_deref().and_then(|v| v.trim().parse::<u64>().ok()).map(|s| s.saturating_mul(1000)),
         }),
@@ -300,13 +348,15 @@ async fn send<H: Host>(host: &H, provider: &str, dispatch: Dispatch, timeout_ms:
     }
 }
 
-/// Pass 2xx through; turn anything else into a typed error (reading a bounded error body).
+/// Pass 2xx through; turn anything else into a typed error (reading a bounded error body, whose
+/// forwardable error object passes the call's scrub).
 async fn check_status<H: Host>(
     host: &H,
     provider: &str,
     kind: &ProviderConfig,
     upstream: OutboundResponse,
     deadline: u64,
+    scrub: &Scrub,
 ) -> Result<OutboundResponse, GatewayError> {
     if (200..300).contains(&upstream.status) {
         return Ok(upstream);
@@ -326,6 +376,7 @@ async fn check_status<H: Host>(
             },
             _ => None,
         }
+        .and_then(|body| scrub.error_body(&body))
     } else {
         None
     };

@@ -36,7 +36,7 @@ use crate::host::Host;
 use crate::http::{read_json_body, Request, Response};
 use crate::isolate::IsolateState;
 use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest};
-use crate::provider;
+use crate::provider::{self, ProviderContext};
 
 use authenticate::authenticate;
 use authorize::authorize;
@@ -127,9 +127,10 @@ async fn embeddings<H: Host>(
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Embeddings, "embeddings")?;
     let response_ctx = response_context(host, ctx, route);
-    let (upstream, deadline) =
-        call_provider(config, route, host, ctx, |call| provider::embeddings(provider, route, request.clone(), call)).await?;
-    let bytes = upstream_body(host, &route.provider, upstream, deadline, ctx).await?;
+    let build = |call: &ProviderContext<'_>| provider::embeddings(provider, route, request.clone(), call);
+    let accepted = call_provider(config, route, host, ctx, false, build).await?;
+    let limit = config.limits.max_upstream_body_bytes;
+    let bytes = upstream_body(host, &route.provider, accepted.upstream.body, accepted.deadline, ctx, limit).await?;
     let (translated, forward) = match provider::embeddings_response(provider, &request, &bytes, &response_ctx) {
         Some(translated) => (translated?, None),
         None => (openai_body(&route.provider, &bytes)?, Some(bytes)),

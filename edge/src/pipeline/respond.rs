@@ -45,7 +45,7 @@ pub async fn respond_chat<H: Host>(
     reply: Reply,
     host: &H,
 ) -> Result<Response, GatewayError> {
-    let Dispatched { route, provider, upstream, deadline, route_header } = call;
+    let Dispatched { route, provider, upstream, deadline, route_header, scrub } = call;
     let Reply { client, stream, strip_usage, mut guard, mut reservation } = reply;
     // Charge the price of the target that served the request (routing may have moved it).
     reservation.served_by(&route.upstream_model);
@@ -58,7 +58,8 @@ pub async fn respond_chat<H: Host>(
         }
     }
     let response_ctx = response_context(host, ctx, &route);
-    let decoder = provider::stream_decoder(provider, &response_ctx);
+    let max_event_bytes = config.limits.max_sse_event_bytes;
+    let decoder = provider::stream_decoder(provider, &response_ctx, max_event_bytes);
     // A translating provider streams in its own format (SSE, AWS event-stream); an
     // OpenAI-compatible one must answer a streamed request with SSE to be streamed on.
     let streams = decoder.is_some() || upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
@@ -73,6 +74,8 @@ pub async fn respond_chat<H: Host>(
             strip_usage,
             idle_timeout_ms: config.limits.stream_idle_timeout_ms,
             decoder,
+            max_event_bytes,
+            scrub,
             client: match &client {
                 ClientApi::OpenAi => ClientFormat::OpenAi,
                 ClientApi::Anthropic(meta) => ClientFormat::Other(Box::new(AnthropicEvents(AnthropicEventEncoder::new(
@@ -126,7 +129,7 @@ pub async fn respond_chat<H: Host>(
         return Ok(tag(response, &route));
     }
     let answered = async {
-        let bytes = upstream_body(host, &route.provider, upstream, deadline, ctx).await?;
+        let bytes = upstream_body(host, &route.provider, upstream.body, deadline, ctx, config.limits.max_upstream_body_bytes).await?;
         match provider::chat_response(provider, &bytes, &response_ctx) {
             Some(translated) => Ok((translated?, None)),
             None => Ok((openai_body(&route.provider, &bytes)?, Some(bytes))),

@@ -4,8 +4,11 @@
 //! for the end of the stream. On the way the stage
 //! - captures token usage from whichever chunk carries it (also a final chunk that still has
 //!   `choices`), and strips the usage chunk the gateway injected when the client did not ask;
-//! - turns a broken upstream, an idle timeout or a missing `[DONE]` into an SSE error event, so
-//!   an error after the 200 always reaches the client;
+//! - turns a broken upstream, an idle timeout, a missing `[DONE]`, an event larger than
+//!   `limits.max_sse_event_bytes` or (OpenAI format) a `data:` line that is not JSON into an SSE
+//!   error event, so an error after the 200 always reaches the client;
+//! - passes the upstream's own error events and error types only through the call's [`Scrub`],
+//!   so no credential the gateway sent reaches the client;
 //! - reports how the stream ended exactly once, including when the client went away (the stage
 //!   is dropped, which drops, and so cancels, the upstream body).
 
@@ -23,7 +26,7 @@ use crate::event::GuardSummary;
 use crate::pipeline::guard::{RequestGuard, StreamKey};
 use crate::host::{ByteStream, Host};
 use crate::openai::Usage;
-use crate::provider::{StreamDecoder, StreamFault};
+use crate::provider::{Scrub, StreamDecoder, StreamFault};
 use crate::sse::{SseDecoder, SseEvent};
 
 /// How to translate one stream.
@@ -39,6 +42,10 @@ pub struct StreamPlan {
     pub client: ClientFormat,
     /// Count the output text forwarded to the client (a reservation may be charged by it).
     pub count_delivered: bool,
+    /// Largest single upstream event (`limits.max_sse_event_bytes`).
+    pub max_event_bytes: usize,
+    /// Removes the call's credentials from upstream error text.
+    pub scrub: Scrub,
 }
 
 /// Writes translated OpenAI chunks in another API's stream format (Anthropic events).
@@ -166,26 +173,32 @@ struct Translator {
     strip_usage: bool,
     saw_done: bool,
     saw_error: bool,
+    scrub: Scrub,
 }
 
 impl Translator {
-    fn new(decoder: Option<Box<dyn StreamDecoder>>, client: ClientFormat, strip_usage: bool) -> Self {
+    fn new(decoder: Option<Box<dyn StreamDecoder>>, client: ClientFormat, strip_usage: bool, max_event_bytes: usize, scrub: Scrub) -> Self {
         let source = match decoder {
             Some(decoder) => Source::Provider(decoder),
-            None => Source::OpenAiSse(SseDecoder::new()),
+            None => Source::OpenAiSse(SseDecoder::with_max_event_bytes(max_event_bytes)),
         };
         // Other client formats carry usage in their own events: the encoder needs the chunk.
         let strip_usage = strip_usage && matches!(client, ClientFormat::OpenAi);
-        Translator { source, client, strip_usage, saw_done: false, saw_error: false }
+        Translator { source, client, strip_usage, saw_done: false, saw_error: false, scrub }
     }
 
     fn push(&mut self, bytes: &[u8], end: &mut EndReport, out: &mut Vec<u8>, provider: &str) -> Result<(), GatewayError> {
         match &mut self.source {
             Source::OpenAiSse(decoder) => {
-                for event in decoder.push(bytes) {
+                let events = decoder.push(bytes);
+                let overflow = decoder.overflow();
+                for event in events {
                     self.translate(event, end, out)?;
                 }
-                Ok(())
+                match overflow {
+                    Some(limit) => Err(fault_error(StreamFault::EventTooLarge { limit }, provider)),
+                    None => Ok(()),
+                }
             }
             Source::Provider(decoder) => {
                 let mut chunks = Vec::new();
@@ -238,6 +251,9 @@ impl Translator {
             }
             return Ok(());
         }
+        if !is_json(&event.data) {
+            return Err(data_not_json());
+        }
         let mentions_usage = event.data.contains("\"usage\"");
         let has_error = event.data.contains("\"error\"");
         if guard.is_none() && matches!(self.client, ClientFormat::OpenAi) {
@@ -256,19 +272,18 @@ impl Translator {
                 return Ok(());
             }
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(&event.data) else {
-            if matches!(self.client, ClientFormat::OpenAi) {
-                crate::sse::encode(event.event.as_deref(), &event.data, out);
-            }
-            return Ok(());
-        };
+        let chunk = serde_json::from_str::<Value>(&event.data).map_err(|_| data_not_json())?;
         if chunk.get("error").is_some_and(|e| !e.is_null()) {
             self.saw_error = true;
             if !matches!(self.client, ClientFormat::OpenAi) {
                 let kind = chunk.pointer("/error/type").and_then(Value::as_str).unwrap_or("error").to_string();
                 return Err(GatewayError::UpstreamStreamFailed { provider: String::new(), kind });
             }
-            crate::sse::encode(event.event.as_deref(), &event.data, out);
+            // The upstream's own error event, with the call's credentials taken out.
+            let Some(scrubbed) = self.scrub.error_body(&chunk) else {
+                return Err(GatewayError::UpstreamStreamFailed { provider: String::new(), kind: "error".into() });
+            };
+            crate::sse::encode(event.event.as_deref(), &scrubbed.to_string(), out);
             return Ok(());
         }
         let guarded = end.guard.as_ref().is_some_and(|g| g.guard.guards_stream());
@@ -313,7 +328,22 @@ fn fault_error(fault: StreamFault, provider: &str) -> GatewayError {
     match fault {
         StreamFault::Provider { kind } => GatewayError::UpstreamStreamFailed { provider: provider.to_string(), kind },
         StreamFault::Malformed { .. } | StreamFault::Truncated => GatewayError::UpstreamStreamBroken { provider: provider.to_string() },
+        StreamFault::EventTooLarge { limit } => GatewayError::UpstreamInvalidResponse {
+            provider: provider.to_string(),
+            detail: format!("a stream event is larger than the gateway's limit of {limit} bytes (limits.max_sse_event_bytes)"),
+        },
     }
+}
+
+/// Whether an OpenAI-format event's data is JSON (checked without building it).
+fn is_json(data: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok()
+}
+
+/// An OpenAI-format event whose data is not JSON: the stream cannot be trusted further. The
+/// provider is named when the stream fails.
+fn data_not_json() -> GatewayError {
+    GatewayError::UpstreamInvalidResponse { provider: String::new(), detail: "a stream event's data is not JSON".into() }
 }
 
 /// Release text still held for choices whose stream ended without a `finish_reason`.
@@ -355,10 +385,13 @@ struct State<H: Host> {
 impl<H: Host> State<H> {
     /// End the stream with an error event for the client.
     fn fail(&mut self, error: GatewayError) -> Vec<u8> {
+        let named = |provider: String| if provider.is_empty() { self.plan.provider.clone() } else { provider };
         let error = match error {
-            GatewayError::UpstreamStreamFailed { provider, kind } if provider.is_empty() => {
-                GatewayError::UpstreamStreamFailed { provider: self.plan.provider.clone(), kind }
+            // The provider's error type is upstream text too.
+            GatewayError::UpstreamStreamFailed { provider, kind } => {
+                GatewayError::UpstreamStreamFailed { provider: named(provider), kind: self.plan.scrub.label(&kind) }
             }
+            GatewayError::UpstreamInvalidResponse { provider, detail } => GatewayError::UpstreamInvalidResponse { provider: named(provider), detail },
             other => other,
         };
         self.upstream = None;
@@ -377,7 +410,8 @@ pub fn translate_stream<H: Host>(
     guard: Option<OutputGuard>,
     on_end: impl FnOnce(StreamEnd) + 'static,
 ) -> ByteStream {
-    let translator = Translator::new(plan.decoder.take(), std::mem::replace(&mut plan.client, ClientFormat::OpenAi), plan.strip_usage);
+    let client = std::mem::replace(&mut plan.client, ClientFormat::OpenAi);
+    let translator = Translator::new(plan.decoder.take(), client, plan.strip_usage, plan.max_event_bytes, plan.scrub.clone());
     let end = EndReport::new(Some(Box::new(on_end)), guard, plan.count_delivered);
     let state = State {
         upstream: Some(upstream),
@@ -447,7 +481,7 @@ mod tests {
     use super::*;
 
     fn translate_all(input: &[u8], strip_usage: bool) -> (Vec<u8>, Option<Usage>) {
-        let mut translator = Translator::new(None, ClientFormat::OpenAi, strip_usage);
+        let mut translator = Translator::new(None, ClientFormat::OpenAi, strip_usage, crate::sse::DEFAULT_MAX_EVENT_BYTES, Scrub::default());
         let mut end = EndReport::new(None, None, false);
         let mut out = Vec::new();
         translator.push(input, &mut end, &mut out, "p").unwrap();

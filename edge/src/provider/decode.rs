@@ -24,6 +24,8 @@ pub enum StreamFault {
     Malformed { detail: String },
     /// The body ended before the provider's terminal event.
     Truncated,
+    /// One event was larger than the gateway holds (`limits.max_sse_event_bytes`).
+    EventTooLarge { limit: usize },
 }
 
 /// Incremental translation of one provider's streamed response into OpenAI chunk objects.
@@ -47,6 +49,11 @@ pub trait StreamDecoder {
 /// How a provider's body is cut into events, whatever the byte boundaries.
 pub trait Framing: Default {
     type Event;
+    /// A framing that holds at most `max_event_bytes` of one event, where the format lets the
+    /// gateway choose (by default the format's own bound applies).
+    fn limited(_max_event_bytes: usize) -> Self {
+        Self::default()
+    }
     /// Feed bytes; the events they complete. An error means no event came before the fault.
     fn push(&mut self, bytes: &[u8]) -> Result<Vec<Self::Event>, StreamFault>;
     /// A fault found after the events the last `push` returned. Those events are translated
@@ -61,9 +68,17 @@ pub trait Framing: Default {
 impl Framing for SseDecoder {
     type Event = SseEvent;
 
+    fn limited(max_event_bytes: usize) -> Self {
+        SseDecoder::with_max_event_bytes(max_event_bytes)
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Result<Vec<SseEvent>, StreamFault> {
         // The inherent `SseDecoder::push`, not this method.
         Ok(SseDecoder::push(self, bytes))
+    }
+
+    fn take_fault(&mut self) -> Option<StreamFault> {
+        self.overflow().map(|limit| StreamFault::EventTooLarge { limit })
     }
 }
 
@@ -111,6 +126,11 @@ pub struct FramedDecoder<F, T> {
 impl<F: Framing, T: EventTranslator<Event = F::Event>> FramedDecoder<F, T> {
     pub fn new(ctx: ResponseContext) -> Self {
         FramedDecoder { framing: F::default(), translator: T::new(&ctx) }
+    }
+
+    /// A decoder whose framing holds at most `max_event_bytes` of one event.
+    pub fn limited(ctx: ResponseContext, max_event_bytes: usize) -> Self {
+        FramedDecoder { framing: F::limited(max_event_bytes), translator: T::new(&ctx) }
     }
 }
 

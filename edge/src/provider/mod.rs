@@ -23,7 +23,8 @@
 //! types a call takes and gives back), [`decode`] (the stream decoder and the one framing loop),
 //! [`content`] (reading the OpenAI request), [`turns`] (the alternating turns of blocks Anthropic
 //! and Bedrock share), [`url`], [`answer`] (the OpenAI answer shapes) and [`chunk`] (writing
-//! OpenAI chunks). The shared types are re-exported here, so `crate::provider::Translated` and
+//! OpenAI chunks), and [`scrub`] (what every piece of upstream text passes before a client sees
+//! it). The shared types are re-exported here, so `crate::provider::Translated` and
 //! the like keep working for the rest of the crate.
 
 pub mod anthropic;
@@ -37,6 +38,7 @@ pub mod decode;
 pub mod gemini;
 pub mod mock;
 pub mod openai;
+pub mod scrub;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod turns;
@@ -47,6 +49,7 @@ pub use answer::{assistant_message, embeddings_list};
 pub use call::{BindingCall, Dispatch, ProviderContext, ProviderErrorBody, ResponseContext, Translated};
 pub use content::pass_through;
 pub use decode::{StreamDecoder, StreamFault};
+pub use scrub::Scrub;
 
 use crate::config::{ModelRoute, ProviderConfig};
 use crate::error::GatewayError;
@@ -152,15 +155,18 @@ pub fn embeddings_response(
     }
 }
 
-/// The decoder for a provider's stream; `None` means the stream already is OpenAI SSE.
-pub fn stream_decoder(provider: &ProviderConfig, ctx: &ResponseContext) -> Option<Box<dyn StreamDecoder>> {
+/// The decoder for a provider's stream; `None` means the stream already is OpenAI SSE. One event
+/// may hold at most `max_event_bytes` (where the provider's framing lets the gateway choose).
+pub fn stream_decoder(provider: &ProviderConfig, ctx: &ResponseContext, max_event_bytes: usize) -> Option<Box<dyn StreamDecoder>> {
+    let ctx = ctx.clone();
+    let limit = max_event_bytes;
     match provider {
         ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) | ProviderConfig::Mock => None,
-        ProviderConfig::Anthropic(_) => Some(Box::new(anthropic::AnthropicStream::new(ctx.clone()))),
-        ProviderConfig::Gemini(_) => Some(Box::new(gemini::GeminiStream::new(ctx.clone()))),
-        ProviderConfig::Bedrock(_) => Some(Box::new(bedrock::BedrockStream::new(ctx.clone()))),
-        ProviderConfig::Cohere(_) => Some(Box::new(cohere::CohereStream::new(ctx.clone()))),
-        ProviderConfig::WorkersAiBinding(_) => Some(Box::new(workers_ai::WorkersAiStream::new(ctx.clone()))),
+        ProviderConfig::Anthropic(_) => Some(Box::new(anthropic::AnthropicStream::limited(ctx, limit))),
+        ProviderConfig::Gemini(_) => Some(Box::new(gemini::GeminiStream::limited(ctx, limit))),
+        ProviderConfig::Bedrock(_) => Some(Box::new(bedrock::BedrockStream::limited(ctx, limit))),
+        ProviderConfig::Cohere(_) => Some(Box::new(cohere::CohereStream::limited(ctx, limit))),
+        ProviderConfig::WorkersAiBinding(_) => Some(Box::new(workers_ai::WorkersAiStream::limited(ctx, limit))),
     }
 }
 

@@ -60,6 +60,8 @@ pub enum FrameError {
     PreludeCrc,
     MessageCrc,
     Malformed(&'static str),
+    /// A message's payload is larger than the gateway holds (`limits.max_sse_event_bytes`).
+    TooLarge { limit: usize },
 }
 
 impl FrameError {
@@ -68,11 +70,15 @@ impl FrameError {
             FrameError::PreludeCrc => "event-stream prelude CRC mismatch",
             FrameError::MessageCrc => "event-stream message CRC mismatch",
             FrameError::Malformed(detail) => detail,
+            FrameError::TooLarge { .. } => "event-stream message is larger than the limit",
         }
     }
 
     fn fault(self) -> StreamFault {
-        StreamFault::Malformed { detail: self.detail().into() }
+        match self {
+            FrameError::TooLarge { limit } => StreamFault::EventTooLarge { limit },
+            other => StreamFault::Malformed { detail: other.detail().into() },
+        }
     }
 }
 
@@ -84,6 +90,8 @@ pub struct Decoder {
     failed: bool,
     /// A framing error found after the messages the last `push` returned, not yet reported.
     deferred: Option<FrameError>,
+    /// Largest payload held, below AWS's own 16 MiB (`None`: only AWS's bound).
+    max_payload: Option<usize>,
 }
 
 impl Decoder {
@@ -107,7 +115,7 @@ impl Decoder {
         let mut out = Vec::new();
         let mut at = 0;
         let result = loop {
-            match next_message(&self.buf[at..]) {
+            match next_message(&self.buf[at..], self.max_payload) {
                 Ok(Some((message, used))) => {
                     out.push(message);
                     at += used;
@@ -144,6 +152,10 @@ impl Decoder {
 impl Framing for Decoder {
     type Event = Message;
 
+    fn limited(max_event_bytes: usize) -> Self {
+        Decoder { max_payload: Some(max_event_bytes), ..Decoder::default() }
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Result<Vec<Message>, StreamFault> {
         // The inherent `Decoder::push`, not this method.
         Decoder::push(self, bytes).map_err(FrameError::fault)
@@ -159,7 +171,7 @@ fn be_u32(b: &[u8]) -> usize {
 }
 
 /// The first message in `buf` and the bytes it used; `None` when it is not complete yet.
-fn next_message(buf: &[u8]) -> Result<Option<(Message, usize)>, FrameError> {
+fn next_message(buf: &[u8], max_payload: Option<usize>) -> Result<Option<(Message, usize)>, FrameError> {
     if buf.len() < PRELUDE {
         return Ok(None);
     }
@@ -172,6 +184,10 @@ fn next_message(buf: &[u8]) -> Result<Option<(Message, usize)>, FrameError> {
     let headers_len = be_u32(&buf[4..8]);
     if !(OVERHEAD..=MAX_MESSAGE).contains(&total) || headers_len > total - OVERHEAD {
         return Err(FrameError::Malformed("event-stream message lengths are invalid"));
+    }
+    // Known from the prelude: an oversized message fails before its bytes are buffered.
+    if let Some(limit) = max_payload.filter(|limit| total - OVERHEAD - headers_len > *limit) {
+        return Err(FrameError::TooLarge { limit });
     }
     if buf.len() < total {
         return Ok(None);
@@ -292,6 +308,15 @@ mod tests {
             got.extend(d.push(std::slice::from_ref(b)).unwrap());
         }
         assert_eq!(got, whole);
+    }
+
+    #[test]
+    fn a_message_larger_than_the_limit_fails_from_its_prelude() {
+        let mut bytes = event("contentBlockDelta", "small");
+        bytes.extend(event("contentBlockDelta", &"x".repeat(100)));
+        let mut d = Decoder::limited(64);
+        assert_eq!(d.push(&bytes[..bytes.len() - 90]).unwrap().len(), 1, "the message before it is returned");
+        assert_eq!(Framing::take_fault(&mut d), Some(StreamFault::EventTooLarge { limit: 64 }));
     }
 
     /// A message whose headers use every value type (built by hand, as AWS could send it).

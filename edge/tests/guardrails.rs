@@ -269,11 +269,16 @@ fn tool_call_stream(argument_pieces: &'static [&'static str]) -> MemoryHost {
         }
         chunks.push(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})).into_bytes());
         chunks.push(b"data: [DONE]\n\n".to_vec());
-        Scripted::Respond(OutboundResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/event-stream".into())],
-            body: Body::Stream(Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)))),
-        })
+        event_stream(chunks)
+    })
+}
+
+/// A 200 `text/event-stream` answer written to the socket in these pieces.
+fn event_stream(writes: Vec<Vec<u8>>) -> Scripted {
+    Scripted::Respond(OutboundResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: Body::Stream(Box::pin(futures::stream::iter(writes.into_iter().map(Ok)))),
     })
 }
 
@@ -372,12 +377,7 @@ fn replying_host(reply: String, write: usize) -> MemoryHost {
         }
         sse.extend(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})).into_bytes());
         sse.extend(b"data: [DONE]\n\n");
-        let writes: Vec<Vec<u8>> = sse.chunks(write).map(<[u8]>::to_vec).collect();
-        Scripted::Respond(OutboundResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/event-stream".into())],
-            body: Body::Stream(Box::pin(futures::stream::iter(writes.into_iter().map(Ok)))),
-        })
+        event_stream(sse.chunks(write).map(<[u8]>::to_vec).collect())
     })
 }
 

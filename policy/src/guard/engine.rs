@@ -102,7 +102,8 @@ impl StreamHold {
     }
 
     /// The output rules' patterns as one hold matcher (`None`: no output rule, or one that does
-    /// not compile as a DFA, which the stream guard treats as holding everything).
+    /// not compile as a DFA, which the stream guard treats as holding everything). Compiled once
+    /// for the first `rules` given: always pass the policy's own.
     pub fn rules_matcher(&self, rules: &[CustomRule]) -> Option<&HoldMatcher> {
         self.rules
             .get_or_init(|| {

@@ -40,11 +40,13 @@ enum Holds {
 }
 
 impl Holds {
-    fn start(matcher: Option<&HoldMatcher>, needed: bool) -> Holds {
-        match (needed, matcher) {
-            (false, _) => Holds::Off,
-            (true, Some(m)) => Holds::Threads(Box::new(HoldThreads::new(m))),
-            (true, None) => Holds::Everything,
+    fn start<'m>(needed: bool, matcher: impl FnOnce() -> Option<&'m HoldMatcher>) -> Holds {
+        if !needed {
+            return Holds::Off;
+        }
+        match matcher() {
+            Some(m) => Holds::Threads(Box::new(HoldThreads::new(m))),
+            None => Holds::Everything,
         }
     }
 
@@ -115,8 +117,8 @@ impl StreamGuard {
     ) -> Result<String, BlockReason> {
         if !self.started {
             self.started = true;
-            self.detectors = Holds::start(guards.hold_matcher(), !policy.pii.is_empty());
-            self.rules = Holds::start(policy.stream.rules_matcher(&policy.rules), policy.rules.iter().any(|r| r.output));
+            self.detectors = Holds::start(!policy.pii.is_empty(), || guards.hold_matcher());
+            self.rules = Holds::start(policy.rules.iter().any(|r| r.output), || policy.stream.rules_matcher(&policy.rules));
         }
         self.advance(guards, policy);
         if self.dropping && !self.end_dropping() {

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use policy::guard::hold::HoldThreads;
 use policy::guard::{Direction, GuardAction, GuardPolicy, GuardReport, Guards, PiiKind, Placeholders, StreamGuard, StreamHold};
 
 fn main() {
@@ -24,6 +25,8 @@ fn main() {
     let start = Instant::now();
     let _ = guards.hold_matcher();
     println!("hold matcher compile: {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+    let matcher = guards.hold_matcher().expect("built-in patterns compile as a DFA");
+    println!("one stream's DFA cache, new: {} KiB", HoldThreads::new(matcher).memory_usage() / 1024);
 
     let prose = "The quarterly report shows revenue grew in every region, and the team expects more next year. ".repeat(40);
     let code = "fn main() {\n    let v: Vec<u32> = (0..10).map(|x| x * 2).collect();\n    println!(\"{v:?}\");\n}\n".repeat(40);
@@ -53,5 +56,8 @@ fn main() {
             line += &format!(", {delta} B deltas {:.2} ms ({:.0} ns/B)", streamed * 1e3, streamed * 1e9 / text.len() as f64);
         }
         println!("{line}");
+        let mut threads = HoldThreads::new(matcher);
+        threads.advance(matcher, text, 0);
+        println!("{:>13}  DFA cache after the text: {} KiB", "", threads.memory_usage() / 1024);
     }
 }

@@ -126,6 +126,11 @@ impl HoldThreads {
         HoldThreads { cache: matcher.dfa.create_cache(), threads: Vec::new(), stepped: 0, stuck: None, watch: Watch::None }
     }
 
+    /// Heap bytes of this stream's DFA cache (it grows with the states the text visits).
+    pub fn memory_usage(&self) -> usize {
+        self.cache.memory_usage() + self.threads.capacity() * std::mem::size_of::<(usize, LazyStateID)>()
+    }
+
     /// Step every thread over the text added since the last call, starting new threads at each
     /// character boundary at or after `from`, and drop the threads that died.
     pub fn advance(&mut self, matcher: &HoldMatcher, text: &str, from: usize) {

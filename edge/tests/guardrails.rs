@@ -269,11 +269,16 @@ fn tool_call_stream(argument_pieces: &'static [&'static str]) -> MemoryHost {
         }
         chunks.push(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})).into_bytes());
         chunks.push(b"data: [DONE]\n\n".to_vec());
-        Scripted::Respond(OutboundResponse {
-            status: 200,
-            headers: vec![("content-type".into(), "text/event-stream".into())],
-            body: Body::Stream(Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)))),
-        })
+        event_stream(chunks)
+    })
+}
+
+/// A 200 `text/event-stream` answer written to the socket in these pieces.
+fn event_stream(writes: Vec<Vec<u8>>) -> Scripted {
+    Scripted::Respond(OutboundResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "text/event-stream".into())],
+        body: Body::Stream(Box::pin(futures::stream::iter(writes.into_iter().map(Ok)))),
     })
 }
 
@@ -329,4 +334,139 @@ fn whole_responses_guard_tool_call_arguments() {
     let answer: Value = serde_json::from_slice(&body).unwrap();
     let arguments = answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap();
     assert_eq!(arguments, "{\"to\":\"jane@corp.io\",\"cc\":\"[EMAIL_2]\"}", "input value restored, new output value redacted");
+}
+
+// --- Streamed output equals whole-body output, whatever the upstream's chunking. ---
+
+const HOLD_CONFIG: &str = r#"{
+  "auth": { "mode": "none" },
+  "guards": {
+    "secret-block": { "pii": { "secret": "block", "email": "redact" } },
+    "secret-redact": { "pii": { "secret": "redact", "email": "redact" } }
+  },
+  "providers": { "up": { "kind": "openai", "base_url": "https://upstream.test/v1", "api_key_secret": "UP_KEY" } },
+  "models": {
+    "block": { "provider": "up", "upstream_model": "gpt", "guard": "secret-block" },
+    "redact": { "provider": "up", "upstream_model": "gpt", "guard": "secret-redact" }
+  }
+}"#;
+
+const PEM: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF\nUTmPk2sm2xNKi6T1LxLwnL9XGk3XZxq0VVw8GEfwhGWHNGBjZW5eu6AINvHk2W8x\n-----END RSA PRIVATE KEY-----";
+const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+
+/// An upstream that streams `reply` in deltas of 1, 2, 3, 1, ... characters, written to the
+/// socket `write` bytes at a time (so a write may end inside a UTF-8 character or an event), or
+/// answers it whole.
+fn replying_host(reply: String, write: usize) -> MemoryHost {
+    MemoryHost::new().with_config(HOLD_CONFIG).with_secret("UP_KEY", "sk-up").with_upstream(move |request| {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        if body["stream"] != true {
+            let completion = json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}});
+            return Scripted::Respond(OutboundResponse { status: 200, headers: vec![("content-type".into(), "application/json".into())], body: Body::Bytes(completion.to_string().into_bytes()) });
+        }
+        let chars: Vec<char> = reply.chars().collect();
+        let mut sse = Vec::new();
+        let mut at = 0;
+        for size in [1, 2, 3].into_iter().cycle() {
+            if at >= chars.len() {
+                break;
+            }
+            let piece: String = chars[at..(at + size).min(chars.len())].iter().collect();
+            at += size;
+            sse.extend(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]})).into_bytes());
+        }
+        sse.extend(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})).into_bytes());
+        sse.extend(b"data: [DONE]\n\n");
+        event_stream(sse.chunks(write).map(<[u8]>::to_vec).collect())
+    })
+}
+
+/// The text an Anthropic-format stream delivered.
+fn streamed_message_text(body: &[u8]) -> String {
+    let mut text = String::new();
+    for event in edge::sse::SseDecoder::new().push(body) {
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else { continue };
+        if let Some(t) = data.pointer("/delta/text").and_then(Value::as_str) {
+            text.push_str(t);
+        }
+    }
+    text
+}
+
+#[test]
+fn streamed_secrets_are_guarded_exactly_as_whole_responses_for_every_chunking_and_client() {
+    let replies = [
+        format!("Here is the key:\n{PEM}\nKeep it safe, écrit à jane@corp.io 🔑."),
+        format!("Use the header Authorization: Bearer {JWT} — ça marche."),
+        "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n".to_string(),
+        "Nothing secret here: a café, a hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.".to_string(),
+    ];
+    let secret_parts = ["MIIEowIBAAKC", "eyJhbGciOiJI", "wJalrXUtnFEMI", "AKIAIOSFODNN7"];
+    for reply in &replies {
+        for model in ["block", "redact"] {
+            for write in [1, 3, 7] {
+                let host = replying_host(reply.clone(), write);
+                // OpenAI client: the whole completion, then the stream.
+                let (whole_response, whole_body) = run(&host, post(chat(model, json!("go"))));
+                let whole: Value = serde_json::from_slice(&whole_body).unwrap();
+                let mut request = chat(model, json!("go"));
+                request["stream"] = json!(true);
+                let (response, body) = run(&host, post(request));
+                assert_eq!(response.status, 200);
+                let raw = String::from_utf8_lossy(&body).into_owned();
+                for part in secret_parts {
+                    assert!(!raw.contains(part), "{model}/{write}: the client saw {part}: {raw}");
+                }
+                if whole_response.status == 200 {
+                    assert_eq!(streamed_text(&body), whole["choices"][0]["message"]["content"].as_str().unwrap(), "{model}/{write}");
+                } else {
+                    assert_eq!(whole["error"]["code"], "content_blocked");
+                    assert!(raw.contains("content_blocked"), "{model}/{write}: {raw}");
+                }
+
+                // Anthropic client over the same upstream.
+                let messages = |stream: bool| Request {
+                    method: "POST".into(),
+                    path: "/v1/messages".into(),
+                    headers: vec![("content-type".into(), "application/json".into()), ("anthropic-version".into(), "2023-06-01".into())],
+                    body: Body::Bytes(json!({"model": model, "max_tokens": 64, "stream": stream, "messages": [{"role": "user", "content": "go"}]}).to_string().into_bytes()),
+                    facts: RequestFacts::default(),
+                };
+                let (whole_response, whole_body) = run(&host, messages(false));
+                let whole: Value = serde_json::from_slice(&whole_body).unwrap();
+                let (_, body) = run(&host, messages(true));
+                let raw = String::from_utf8_lossy(&body).into_owned();
+                for part in secret_parts {
+                    assert!(!raw.contains(part), "{model}/{write}: the Anthropic client saw {part}: {raw}");
+                }
+                if whole_response.status == 200 {
+                    assert_eq!(streamed_message_text(&body), whole["content"][0]["text"].as_str().unwrap(), "{model}/{write}");
+                } else {
+                    assert!(raw.contains("content_blocked") || raw.contains("error"), "{model}/{write}: {raw}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_stream_hold_cap_is_configured_per_profile_and_fails_closed() {
+    let bad = HOLD_CONFIG.replace("\"secret\": \"block\", \"email\": \"redact\" }", "\"secret\": \"block\" }, \"stream_hold_max_bytes\": 10");
+    let (response, body) = run(&MemoryHost::new().with_config(&bad), post(chat("block", json!("hi"))));
+    assert_eq!(response.status, 500);
+    let message = serde_json::from_slice::<Value>(&body).unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("guards.secret-block.stream_hold_max_bytes"), "{message}");
+
+    // A key block longer than the cap: redacted as one value, the rest of it dropped, the text
+    // after it released.
+    let capped = HOLD_CONFIG.replace("\"secret\": \"redact\", \"email\": \"redact\" }", "\"secret\": \"redact\" }, \"stream_hold_max_bytes\": 1024");
+    let body_lines = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF\n".repeat(40);
+    let reply = format!("Key: -----BEGIN PRIVATE KEY-----\n{body_lines}-----END PRIVATE KEY----- done.");
+    let host = replying_host(reply, 3);
+    let host = host.with_config(&capped);
+    let mut request = chat("redact", json!("go"));
+    request["stream"] = json!(true);
+    let (_, body) = run(&host, post(request));
+    let text = streamed_text(&body);
+    assert_eq!(text, "Key: [SECRET_1] done.");
 }

@@ -29,6 +29,8 @@ pub(super) struct RawGuard {
     output: bool,
     #[serde(default)]
     moderation: Option<RawModeration>,
+    #[serde(default)]
+    stream_hold_max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +105,11 @@ pub(super) fn validate_guards(
     guards
 }
 
+/// Bounds of `stream_hold_max_bytes`: below a kilobyte a key block could not be told from
+/// prose; above a mebibyte a stream could sit silent for the whole response.
+const STREAM_HOLD_MIN_BYTES: usize = 1024;
+const STREAM_HOLD_MAX_BYTES: usize = 1 << 20;
+
 fn validate_guard(
     name: &str,
     raw: RawGuard,
@@ -110,7 +117,7 @@ fn validate_guard(
     providers: &BTreeMap<String, ProviderConfig>,
     issue: &mut impl FnMut(String, String),
 ) -> Option<GuardProfile> {
-    use policy::guard::{CustomRule, GuardAction, GuardPolicy, PiiKind};
+    use policy::guard::{CustomRule, GuardAction, GuardPolicy, PiiKind, StreamHold};
     let action = |value: &str, at: String, issue: &mut dyn FnMut(String, String)| {
         let parsed = GuardAction::from_name(value);
         if parsed.is_none() {
@@ -209,6 +216,18 @@ fn validate_guard(
             })
         }
     };
+    let stream_hold_max_bytes = match raw.stream_hold_max_bytes {
+        None => policy::guard::DEFAULT_STREAM_HOLD_MAX_BYTES,
+        Some(n) if (STREAM_HOLD_MIN_BYTES..=STREAM_HOLD_MAX_BYTES).contains(&n) => n,
+        Some(n) => {
+            issue(
+                format!("{path}.stream_hold_max_bytes"),
+                format!("must be between {STREAM_HOLD_MIN_BYTES} and {STREAM_HOLD_MAX_BYTES}, got {n}"),
+            );
+            ok = false;
+            policy::guard::DEFAULT_STREAM_HOLD_MAX_BYTES
+        }
+    };
     let policy = GuardPolicy {
         pii,
         reversible: raw.reversible,
@@ -217,6 +236,7 @@ fn validate_guard(
         allow: raw.allow,
         rules,
         scan_output: raw.output,
+        stream: StreamHold::new(stream_hold_max_bytes),
     };
     ok.then(|| GuardProfile { name: name.to_string(), policy, moderation })
 }

@@ -50,6 +50,8 @@ impl RequestGuard {
             stream_policy.pii.clear();
             stream_policy.deny.clear();
             stream_policy.rules.clear();
+            // Its compiled rule matcher belongs to the rules just cleared.
+            stream_policy.stream = policy::guard::StreamHold::new(stream_policy.stream.max_bytes);
         }
         RequestGuard { guards, profile, placeholders: Placeholders::default(), report: GuardReport::default(), stream_policy }
     }

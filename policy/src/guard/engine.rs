@@ -5,11 +5,13 @@
 //! Everything here is pure: text in, rewritten text and a [`GuardReport`] out.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 
+use super::hold::{HoldMatcher, HoldOwner};
 use super::injection::{InjectionDetector, Signal};
-use super::pii::{PiiKind, PiiScanner};
+use super::pii::{matches_from, PiiKind, PiiScanner};
 
 /// What to do with a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,51 @@ pub struct GuardPolicy {
     pub rules: Vec<CustomRule>,
     /// Scan responses too.
     pub scan_output: bool,
+    /// How the stream guard holds back streamed output.
+    pub stream: StreamHold,
+}
+
+/// How much of a streamed response the guard may hold back while a match is in progress, and
+/// the custom rules' hold matcher, compiled the first time a stream needs it.
+#[derive(Clone)]
+pub struct StreamHold {
+    /// Past this many held bytes the action of the detector holding them applies to them.
+    pub max_bytes: usize,
+    rules: Arc<OnceLock<Option<HoldMatcher>>>,
+}
+
+/// Default of [`StreamHold::max_bytes`]: longer than any key block a model plausibly writes.
+pub const DEFAULT_STREAM_HOLD_MAX_BYTES: usize = 16 * 1024;
+
+impl StreamHold {
+    pub fn new(max_bytes: usize) -> Self {
+        StreamHold { max_bytes, rules: Arc::default() }
+    }
+
+    /// The output rules' patterns as one hold matcher (`None`: no output rule, or one that does
+    /// not compile as a DFA, which the stream guard treats as holding everything). Compiled once
+    /// for the first `rules` given: always pass the policy's own.
+    pub fn rules_matcher(&self, rules: &[CustomRule]) -> Option<&HoldMatcher> {
+        self.rules
+            .get_or_init(|| {
+                let patterns: Vec<(&str, HoldOwner)> =
+                    rules.iter().enumerate().filter(|(_, r)| r.output).map(|(i, r)| (r.regex.as_str(), HoldOwner::Rule(i))).collect();
+                HoldMatcher::new(&patterns)
+            })
+            .as_ref()
+    }
+}
+
+impl Default for StreamHold {
+    fn default() -> Self {
+        Self::new(DEFAULT_STREAM_HOLD_MAX_BYTES)
+    }
+}
+
+impl std::fmt::Debug for StreamHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHold").field("max_bytes", &self.max_bytes).finish_non_exhaustive()
+    }
 }
 
 /// Why a text was blocked. Says which rule, never what matched.
@@ -194,6 +241,8 @@ pub struct GuardNeeds {
 pub struct Guards {
     pub pii: PiiScanner,
     pub injection: InjectionDetector,
+    /// The detectors' patterns as one hold matcher, compiled the first time a stream needs it.
+    hold: OnceLock<Option<HoldMatcher>>,
 }
 
 impl Default for Guards {
@@ -205,7 +254,7 @@ impl Default for Guards {
 impl Guards {
     /// Every detector.
     pub fn new() -> Self {
-        Guards { pii: PiiScanner::new(), injection: InjectionDetector::new() }
+        Guards { pii: PiiScanner::new(), injection: InjectionDetector::new(), hold: OnceLock::new() }
     }
 
     /// Which detectors these policies use.
@@ -225,7 +274,18 @@ impl Guards {
         Guards {
             pii: PiiScanner::for_kinds(&needs.kinds),
             injection: if needs.injection { InjectionDetector::new() } else { InjectionDetector::empty() },
+            hold: OnceLock::new(),
         }
+    }
+
+    /// The PII detectors as one hold matcher for the stream guard (`None`: no detector).
+    pub fn hold_matcher(&self) -> Option<&HoldMatcher> {
+        self.hold
+            .get_or_init(|| {
+                let patterns: Vec<(&str, HoldOwner)> = self.pii.patterns().map(|(p, kind)| (p, HoldOwner::Pii(kind))).collect();
+                HoldMatcher::new(&patterns)
+            })
+            .as_ref()
     }
 
     /// Check and rewrite one piece of text. Returns the rewritten text (`None` if unchanged) or
@@ -256,17 +316,38 @@ impl Guards {
         direction: Direction,
         report: &mut GuardReport,
     ) -> Result<Vec<Edit>, BlockReason> {
-        if text.is_empty() {
+        let edits = self.find_edits(policy, text, 0, direction, report, &mut Vec::new())?;
+        if let Some(reason) = first_block(policy, &edits) {
+            report.record(reason.rule(), GuardAction::Block, direction);
+            return Err(reason);
+        }
+        Ok(edits)
+    }
+
+    /// The edits for the matches that start at or after `from` (`text[..from]` is context),
+    /// `Block` findings included, in order. `Err` only for what blocks the whole text (a deny
+    /// phrase, an injection). Every raw match's span is added to `spans`.
+    pub fn find_edits(
+        &self,
+        policy: &GuardPolicy,
+        text: &str,
+        from: usize,
+        direction: Direction,
+        report: &mut GuardReport,
+        spans: &mut Vec<(usize, usize)>,
+    ) -> Result<Vec<Edit>, BlockReason> {
+        let text_from = &text[from..];
+        if text_from.is_empty() {
             return Ok(Vec::new());
         }
-        let lower = text.to_lowercase();
+        let lower = text_from.to_lowercase();
         if policy.deny.iter().any(|phrase| lower.contains(phrase.as_str())) {
             report.record("deny_list".into(), GuardAction::Block, direction);
             return Err(BlockReason::Deny);
         }
         if direction == Direction::Input {
             if let Some((threshold, action)) = policy.injection {
-                let verdict = self.injection.score(text);
+                let verdict = self.injection.score(text_from);
                 let worst = report.injection_score.unwrap_or(0.0).max(verdict.score);
                 report.injection_score = Some(worst);
                 for signal in &verdict.signals {
@@ -285,15 +366,11 @@ impl Guards {
         }
         let mut edits: Vec<Edit> = Vec::new();
         if !policy.pii.is_empty() {
-            for finding in self.pii.scan(text) {
+            for finding in self.pii.scan_from(text, from, spans) {
                 let Some(&action) = policy.pii.get(&finding.kind) else { continue };
                 let value = &text[finding.start..finding.end];
                 if policy.allow.iter().any(|a| a.eq_ignore_ascii_case(value)) {
                     continue;
-                }
-                if action == GuardAction::Block {
-                    report.record(format!("pii:{}", finding.kind), action, direction);
-                    return Err(BlockReason::Pii(finding.kind));
                 }
                 edits.push(Edit { start: finding.start, end: finding.end, action, target: EditTarget::Pii(finding.kind) });
             }
@@ -302,20 +379,34 @@ impl Guards {
             if !(if direction == Direction::Input { rule.input } else { rule.output }) {
                 continue;
             }
-            for m in rule.regex.find_iter(text) {
-                if m.is_empty() || edits.iter().any(|e| m.start() < e.end && m.end() > e.start) {
+            for (whole, _) in matches_from(&rule.regex, text, from, 0) {
+                spans.push(whole);
+                let (start, end) = whole;
+                if start == end || edits.iter().any(|e| start < e.end && end > e.start) {
                     continue;
                 }
-                if rule.action == GuardAction::Block {
-                    report.record(format!("rule:{}", rule.name), rule.action, direction);
-                    return Err(BlockReason::Rule(rule.name.clone()));
-                }
-                edits.push(Edit { start: m.start(), end: m.end(), action: rule.action, target: EditTarget::Rule(index, rule.name.to_uppercase()) });
+                edits.push(Edit { start, end, action: rule.action, target: EditTarget::Rule(index, rule.name.to_uppercase()) });
             }
         }
         edits.sort_by_key(|e| e.start);
         Ok(edits)
     }
+}
+
+/// The block a text gets for these edits: the first PII finding that blocks, else the first
+/// match of the first custom rule that blocks.
+pub fn first_block(policy: &GuardPolicy, edits: &[Edit]) -> Option<BlockReason> {
+    let blocks = || edits.iter().filter(|e| e.action == GuardAction::Block);
+    if let Some(edit) = blocks().find(|e| matches!(e.target, EditTarget::Pii(_))) {
+        return edit.reason(policy);
+    }
+    blocks()
+        .filter_map(|e| match e.target {
+            EditTarget::Rule(index, _) => Some((index, e.start, e)),
+            EditTarget::Pii(_) => None,
+        })
+        .min_by_key(|(index, start, _)| (*index, *start))
+        .and_then(|(_, _, e)| e.reason(policy))
 }
 
 /// A planned change to one span of text.
@@ -335,6 +426,14 @@ pub enum EditTarget {
 }
 
 impl Edit {
+    /// Why this edit blocks (for a `Block` edit).
+    pub fn reason(&self, policy: &GuardPolicy) -> Option<BlockReason> {
+        match self.target {
+            EditTarget::Pii(kind) => Some(BlockReason::Pii(kind)),
+            EditTarget::Rule(index, _) => policy.rules.get(index).map(|r| BlockReason::Rule(r.name.clone())),
+        }
+    }
+
     fn rule(&self) -> String {
         match &self.target {
             EditTarget::Pii(kind) => format!("pii:{kind}"),
@@ -392,6 +491,7 @@ mod tests {
             allow: vec!["support@example.com".into()],
             rules: vec![CustomRule { name: "ticket".into(), regex: Regex::new(r"TCK-\d{6}").unwrap(), action: GuardAction::Redact, input: true, output: false }],
             scan_output: true,
+            stream: StreamHold::default(),
         }
     }
 

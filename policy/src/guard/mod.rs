@@ -2,11 +2,12 @@
 
 pub mod engine;
 pub mod eval;
+pub mod hold;
 pub mod injection;
 pub mod pii;
 pub mod stream;
 
 pub use pii::{Finding, PiiKind, PiiScanner};
 pub use injection::{InjectionDetector, InjectionScore, Signal};
-pub use engine::{BlockReason, CustomRule, Direction, GuardAction, GuardNeeds, GuardPolicy, GuardReport, Guards, Placeholders};
+pub use engine::{BlockReason, CustomRule, Direction, GuardAction, GuardNeeds, GuardPolicy, GuardReport, Guards, Placeholders, StreamHold, DEFAULT_STREAM_HOLD_MAX_BYTES};
 pub use stream::StreamGuard;

@@ -226,22 +226,30 @@ impl PiiScanner {
     /// Every finding in `text`, non-overlapping, in order. Where candidates overlap, a secret
     /// wins, then the longer span, then the more specific kind (cards, IBANs, ...).
     pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_from(text, 0, &mut Vec::new())
+    }
+
+    /// The patterns, for the stream guard's hold matcher.
+    pub fn patterns(&self) -> impl Iterator<Item = (&str, PiiKind)> {
+        self.detectors.iter().map(|d| (d.regex.as_str(), d.kind))
+    }
+
+    /// [`scan`](Self::scan) over the matches that start at or after `from`; `text[..from]` is
+    /// only context (what precedes a match). Every raw match, valid or not, is added to `spans`:
+    /// the stream guard must not cut through one.
+    pub fn scan_from(&self, text: &str, from: usize, spans: &mut Vec<(usize, usize)>) -> Vec<Finding> {
         let mut candidates = Vec::new();
         for detector in &self.detectors {
-            let mut consider = |m: regex::Match<'_>| {
+            for (whole, part) in matches_from(&detector.regex, text, from, detector.group) {
+                spans.push(whole);
+                let Some((start, end)) = part else { continue };
                 let span = match detector.validate {
-                    Some(validate) => validate(text, m.as_str(), m.start()),
-                    None => Some((m.start(), m.end())),
+                    Some(validate) => validate(text, &text[start..end], start),
+                    None => Some((start, end)),
                 };
                 if let Some((start, end)) = span {
                     candidates.push(Finding { kind: detector.kind, rule: detector.rule, start, end });
                 }
-            };
-            // Capture groups cost a slower search: only the detectors that need one use it.
-            if detector.group == 0 {
-                detector.regex.find_iter(text).for_each(&mut consider);
-            } else {
-                detector.regex.captures_iter(text).filter_map(|c| c.get(detector.group)).for_each(&mut consider);
             }
         }
         // A span inside a longer one is usually part of it (card-like digits inside an IBAN, a
@@ -262,6 +270,30 @@ impl PiiScanner {
         chosen.sort_by_key(|f| f.start);
         chosen
     }
+}
+
+/// A byte range of a text: (start, end).
+pub type Span = (usize, usize);
+
+/// The non-overlapping matches of `regex` that start at or after `from`, as `find_iter` would
+/// give them, with the text before `from` as context: (whole match, capture `group`'s span).
+/// Only the detectors that need a group pay for the slower capturing search.
+pub(crate) fn matches_from(regex: &Regex, text: &str, from: usize, group: usize) -> Vec<(Span, Option<Span>)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at <= text.len() {
+        let (whole, part) = if group == 0 {
+            let Some(m) = regex.find_at(text, at) else { break };
+            ((m.start(), m.end()), Some((m.start(), m.end())))
+        } else {
+            let Some(c) = regex.captures_at(text, at) else { break };
+            let m = c.get(0).expect("group 0 always matches");
+            ((m.start(), m.end()), c.get(group).map(|g| (g.start(), g.end())))
+        };
+        out.push((whole, part));
+        at = if whole.1 > whole.0 { whole.1 } else { text[whole.1..].chars().next().map_or(text.len() + 1, |c| whole.1 + c.len_utf8()) };
+    }
+    out
 }
 
 fn digits(s: &str) -> Vec<u8> {

@@ -30,6 +30,9 @@ pub struct UsageEvent {
     pub request_id: String,
     pub operation: &'static str,
     pub consumer: Option<String>,
+    /// The token's issuer when the consumer came from a JWT (the consumer is that issuer's subject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// Tenant and tier from the caller's token, when it carries them.
     pub tenant: Option<String>,
     pub tier: Option<String>,

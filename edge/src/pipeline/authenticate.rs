@@ -26,7 +26,7 @@ pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, reques
     };
     if let (Some(jwt), Some(token)) = (&config.jwt, presented) {
         if looks_like_jwt(token) {
-            return verify_jwt(state, jwt, token, host).await;
+            return verify_jwt(state, config, jwt, token, host).await;
         }
     }
     match config.keys.authenticate(presented) {
@@ -59,7 +59,7 @@ pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, reques
 
 /// Verify a bearer JWT against the configured keys: static ones, HS256 secrets resolved through
 /// the host, and the JWKS URL's (refetched once when the token names an unknown key).
-async fn verify_jwt<H: Host>(state: &IsolateState, jwt: &JwtAuth, token: &str, host: &H) -> Result<Caller, GatewayError> {
+async fn verify_jwt<H: Host>(state: &IsolateState, config: &Config, jwt: &JwtAuth, token: &str, host: &H) -> Result<Caller, GatewayError> {
     let now_secs = host.now_ms() / 1000;
     let mut keys = jwt.keys.clone();
     for (kid, secret_name) in &jwt.hmac_secrets {
@@ -92,9 +92,29 @@ async fn verify_jwt<H: Host>(state: &IsolateState, jwt: &JwtAuth, token: &str, h
             }
         }
     }
-    match verdict {
-        Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, key_id: None, via_jwt: true, key_models: None }),
-        Err(error) => Err(GatewayError::InvalidToken { reason: error.code() }),
+    let identity = verdict.map_err(|error| GatewayError::InvalidToken { reason: error.code() })?;
+    Ok(jwt_caller(config, jwt, identity))
+}
+
+/// The caller a verified token makes: a declared consumer when `auth.jwt.consumer_map` maps the
+/// token's consumer claim to one, otherwise the issuer's subject, an identity of its own that
+/// shares nothing with a configured consumer of the same name (see [`Caller::consumer_key`]).
+fn jwt_caller(config: &Config, jwt: &JwtAuth, identity: policy::identity::JwtIdentity) -> Caller {
+    match jwt.consumer_map.get(&identity.consumer) {
+        Some(id) => Caller {
+            tenant: config.consumer_tenants.get(id).cloned().or(identity.tenant),
+            tier: identity.tier.or_else(|| config.consumer_profiles.get(id).and_then(|p| p.tier.clone())),
+            consumer: Some(id.clone()),
+            ..Caller::default()
+        },
+        None => Caller {
+            consumer: Some(identity.consumer),
+            tenant: identity.tenant,
+            tier: identity.tier,
+            via_jwt: true,
+            issuer: Some(identity.issuer.unwrap_or_default()),
+            ..Caller::default()
+        },
     }
 }
 

@@ -115,10 +115,11 @@ pub async fn reserve<H: Host>(
     let openai_family = matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_));
     let input_tokens = ctx.prompt_tokens(request, openai_family);
     let caller = &ctx.caller;
+    let consumer_key = caller.consumer_key();
     let header_refs: Vec<(&str, &str)> = ctx.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let facts = QuotaFacts {
         key_id: caller.key_id.as_deref(),
-        consumer: caller.consumer.as_deref(),
+        consumer: consumer_key.as_deref(),
         tenant: caller.tenant.as_deref(),
         headers: &header_refs,
     };

@@ -12,6 +12,7 @@ impl RequestContext {
             request_id: self.request_id.clone(),
             operation: self.operation,
             consumer: self.caller.consumer.clone(),
+            issuer: self.caller.issuer.clone(),
             tenant: self.caller.tenant.clone(),
             tier: self.caller.tier.clone(),
             model: self.model.clone(),

@@ -158,7 +158,8 @@ async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str
     let bytes = host.secure_random();
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     let random = [word(0), word(1), word(2), word(3)];
-    let (secret, record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
+    let (secret, mut record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
+    record.standalone = !config.declares_consumer(consumer);
     let digest = hex::encode(policy::auth::key_digest(&secret));
     let record_json = serde_json::to_string(&record).unwrap_or_default();
     // Audit first: no key can exist without its entry (a failed store write after it leaves an
@@ -184,7 +185,8 @@ async fn list_keys<H: Host>(consumer: &str, host: &H, now: u64) -> Result<Respon
     let mut data = Vec::new();
     for key in index {
         let Some(digest) = host.kv_get(&key).await.map_err(store_error)? else { continue };
-        if let Some(record) = load_record(host, &digest).await? {
+        // The record is authoritative: `alice`'s prefix also lists `alice:evil`'s index entries.
+        if let Some(record) = load_record(host, &digest).await?.filter(|r| r.consumer == consumer) {
             let status = record.status(now);
             let mut value = serde_json::to_value(&record).unwrap_or(Value::Null);
             value["status"] = json!(status);

@@ -198,3 +198,36 @@ fn the_configuration_is_validated_replaced_and_audited() {
     assert_eq!(run(&gateway, &host, request("PATCH", "/admin/config", Some(ADMIN), None)).0.status, 405);
     assert_eq!(run(&gateway, &host, request("GET", "/admin/nothing", Some(ADMIN), None)).0.status, 404);
 }
+
+#[test]
+fn a_key_of_a_removed_consumer_is_refused_not_widened() {
+    let (gateway, host) = setup();
+    let (key, record) = create_key(&gateway, &host, json!({ "consumer": "web" }));
+    assert_eq!(record.get("standalone"), None, "issued for a declared consumer");
+    let (before, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat("mock"))));
+    assert_eq!(before.status, 200);
+    let mut without_web = config();
+    without_web["auth"]["consumers"] = json!([{ "id": "other", "key_sha256": hex_sha256("sk-other") }]);
+    let (put, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(without_web)));
+    assert_eq!(put.status, 200, "{text}");
+    for model in ["mock", "mock-large"] {
+        let (after, body, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat(model))));
+        assert_eq!((after.status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")), "{model}");
+    }
+    // A key issued for a consumer the configuration never declared stands alone and still works.
+    let (standalone, record) = create_key(&gateway, &host, json!({ "consumer": "partner", "models": ["mock"] }));
+    assert_eq!(record["standalone"], true);
+    let (ok, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&standalone), Some(chat("mock"))));
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn listing_a_consumers_keys_never_returns_another_consumer_sharing_its_prefix() {
+    let (gateway, host) = setup();
+    let (_, alice) = create_key(&gateway, &host, json!({ "consumer": "alice" }));
+    let (_, evil) = create_key(&gateway, &host, json!({ "consumer": "alice:evil" }));
+    let (response, body, text) = run(&gateway, &host, request("GET", "/admin/consumers/alice/keys", Some(ADMIN), None));
+    assert_eq!(response.status, 200, "{text}");
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [alice["id"].as_str().unwrap()], "not {}", evil["id"]);
+}

@@ -338,4 +338,23 @@ describe("admin API", () => {
     assert.equal(unknown.status, 404);
     assert.equal((await readError(unknown)).type, "not_found_error");
   });
+
+  test("a virtual key dies with its consumer; listings never mix consumers sharing a prefix", async () => {
+    const open = { ...structuredClone(config), rate_limits: [] };
+    await json(await admin("PUT", "/admin/config", { body: open }), 200);
+    const { key } = await createKey({ consumer: "web" });
+    assert.deepEqual(await chatStatus(key), [200, null]);
+    const withoutWeb = { ...open, auth: { ...open.auth, consumers: open.auth.consumers.filter((c) => c.id !== "web") } };
+    await json(await admin("PUT", "/admin/config", { body: withoutWeb }), 200);
+    for (const model of ["mock", "mock-large"]) {
+      const [status, error] = await chatStatus(key, model);
+      assert.equal(status, 401, model);
+      assert.equal(error.code, "invalid_api_key");
+    }
+
+    const alice = await createKey({ consumer: "alice" });
+    const evil = await createKey({ consumer: "alice:evil" });
+    const { body } = await json(await admin("GET", "/admin/consumers/alice/keys"), 200);
+    assert.deepEqual(body.data.map((r) => r.id), [alice.record.id], `not ${evil.record.id}`);
+  });
 });

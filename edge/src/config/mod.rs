@@ -140,6 +140,11 @@ impl Config {
         out
     }
 
+    /// Whether `auth.consumers` declares `consumer` (the owner test of virtual keys).
+    pub fn declares_consumer(&self, consumer: &str) -> bool {
+        self.access.contains_key(consumer)
+    }
+
     /// The access list of an authenticated consumer (everything for anonymous callers).
     pub fn access_for(&self, consumer: Option<&str>) -> Option<&ModelAccess> {
         consumer.and_then(|c| self.access.get(c))

@@ -45,7 +45,8 @@ pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, reques
                 Some(token) => key_store::active_key(token, host).await?,
                 None => None,
             };
-            let record = record.ok_or(GatewayError::InvalidCredential)?;
+            // A key whose consumer was removed from the configuration is refused, not widened.
+            let record = record.filter(|r| r.owner_present(config.declares_consumer(&r.consumer))).ok_or(GatewayError::InvalidCredential)?;
             Ok(Caller {
                 tenant: record.tenant.clone().or_else(|| config.consumer_tenants.get(&record.consumer).cloned()),
                 key_id: Some(record.id),

@@ -220,7 +220,7 @@ async fn usage<H: Host>(config: &Config, subject: &str, host: &H) -> Result<Resp
 
 async fn put_config<H: Host>(body: Value, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
     let text = body.to_string();
-    if let Err(errors) = Config::parse(&text) {
+    if let Err(errors) = Config::parse_override(&text, host.shipped_config().as_deref()) {
         let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         return Err(bad_request(format!("The configuration is invalid: {}", list.join("; ")), errors.0.first().map(|e| e.path.as_str())));
     }

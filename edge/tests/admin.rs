@@ -231,3 +231,58 @@ fn listing_a_consumers_keys_never_returns_another_consumer_sharing_its_prefix() 
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [alice["id"].as_str().unwrap()], "not {}", evil["id"]);
 }
+
+/// `PUT /admin/config` of `config()` with `edit` applied; the status and the error's param.
+fn put_edited(gateway: &Gateway, host: &MemoryHost, edit: impl FnOnce(&mut Value)) -> (u16, Option<String>) {
+    let mut doc = config();
+    edit(&mut doc);
+    let (response, body, _) = run(gateway, host, request("PUT", "/admin/config", Some(ADMIN), Some(doc)));
+    (response.status, body["error"]["param"].as_str().map(str::to_string))
+}
+
+#[test]
+fn the_admin_key_cannot_point_upstreams_at_private_addresses_or_plain_http() {
+    let (gateway, host) = setup();
+    for url in ["https://169.254.169.254/latest", "https://127.0.0.1:8080/v1", "https://10.0.0.7/v1", "https://[::1]/v1", "http://api.example.com/v1"] {
+        let (status, param) = put_edited(&gateway, &host, |doc| doc["providers"]["evil"] = json!({ "kind": "openai", "base_url": url }));
+        assert_eq!((status, param.as_deref()), (400, Some("providers.evil.base_url")), "{url}");
+    }
+    let (status, param) = put_edited(&gateway, &host, |doc| doc["network"] = json!({ "allow_private_upstreams": true }));
+    assert_eq!((status, param.as_deref()), (400, Some("network.allow_private_upstreams")), "a PUT cannot allow what the shipped config does not");
+    let (status, _) = put_edited(&gateway, &host, |doc| doc["providers"]["public"] = json!({ "kind": "openai", "base_url": "https://api.example.com/v1" }));
+    assert_eq!(status, 200, "a public https upstream without a secret is fine");
+}
+
+#[test]
+fn the_admin_key_cannot_send_a_secret_to_an_origin_the_shipped_config_does_not_pair_it_with() {
+    let mut shipped = config();
+    shipped["providers"]["openai"] = json!({ "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_secret": "OPENAI_API_KEY" });
+    shipped["auth"]["mode"] = json!("jwt");
+    shipped["auth"]["jwt"] = json!({ "audiences": ["gw"], "keys": [{ "alg": "HS256", "secret": "JWT_HMAC_SECRET" }] });
+    let host = MemoryHost::new().with_config(&shipped.to_string());
+    let gateway = Gateway::new();
+    let put = |edit: &dyn Fn(&mut Value)| {
+        let mut doc = shipped.clone();
+        edit(&mut doc);
+        let (response, body, _) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(doc)));
+        (response.status, body["error"]["param"].as_str().map(str::to_string))
+    };
+    assert_eq!(put(&|_| {}).0, 200, "the shipped pairing itself is allowed");
+    let steal_openai = put(&|doc| doc["providers"]["openai"]["base_url"] = json!("https://attacker.example/v1"));
+    assert_eq!(steal_openai, (400, Some("providers.openai.api_key_secret".into())));
+    let steal_hmac = put(&|doc| doc["providers"]["x"] = json!({ "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_secret": "JWT_HMAC_SECRET" }));
+    assert_eq!(steal_hmac.0, 400);
+    let widen = put(&|doc| doc["network"] = json!({ "provider_secrets": { "OPENAI_API_KEY": ["https://attacker.example"] } }));
+    assert_eq!(widen, (400, Some("network.provider_secrets.OPENAI_API_KEY[0]".into())));
+}
+
+#[test]
+fn the_shipped_config_may_allow_private_upstreams_for_development() {
+    let mut shipped = config();
+    shipped["network"] = json!({ "allow_private_upstreams": true });
+    shipped["providers"]["local"] = json!({ "kind": "openai", "base_url": "http://127.0.0.1:9999/v1", "api_key_secret": "LOCAL_KEY" });
+    let host = MemoryHost::new().with_config(&shipped.to_string());
+    let gateway = Gateway::new();
+    let (response, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(shipped.clone())));
+    assert_eq!(response.status, 200, "{text}");
+}

@@ -11,8 +11,10 @@ const ADMIN_KEY = "adm-e2e-0123456789abcdef0123456789abcdef";
 const ADMIN_ACTOR = `admin:${sha256Hex(ADMIN_KEY).slice(0, 8)}`;
 
 function adminConfig() {
+  // Only the mock provider: this shipped document allows no private upstreams.
+  const { network: _devNetwork, ...shipped } = makeConfig({ models: { "mock-large": { provider: "mock" } } });
   return {
-    ...makeConfig({ models: { "mock-large": { provider: "mock" } } }),
+    ...shipped,
     admin: { key_sha256: sha256Hex(ADMIN_KEY) },
     rate_limits: [{ scope: ["consumer"], metric: "requests", window: "day", limit: 100 }],
   };
@@ -356,5 +358,23 @@ describe("admin API", () => {
     const evil = await createKey({ consumer: "alice:evil" });
     const { body } = await json(await admin("GET", "/admin/consumers/alice/keys"), 200);
     assert.deepEqual(body.data.map((r) => r.id), [alice.record.id], `not ${evil.record.id}`);
+  });
+
+  test("PUT /admin/config cannot reach private addresses, plain http, or send a secret to a new origin", async () => {
+    const attempts = [
+      [{ evil: { kind: "openai", base_url: "https://169.254.169.254/latest" } }, "providers.evil.base_url"],
+      [{ evil: { kind: "openai", base_url: "https://127.0.0.1:8787/v1" } }, "providers.evil.base_url"],
+      [{ evil: { kind: "openai", base_url: "http://api.example.com/v1" } }, "providers.evil.base_url"],
+      [{ evil: { kind: "openai", base_url: "https://attacker.example/v1", api_key_secret: "OPENAI_API_KEY" } }, "providers.evil.api_key_secret"],
+    ];
+    for (const [providers, field] of attempts) {
+      const res = await admin("PUT", "/admin/config", { body: { ...config, providers: { ...config.providers, ...providers } } });
+      assert.equal(res.status, 400, field);
+      const error = await readError(res);
+      assert.equal(error.param, field);
+    }
+    const widen = await admin("PUT", "/admin/config", { body: { ...config, network: { allow_private_upstreams: true } } });
+    assert.equal(widen.status, 400);
+    assert.equal((await readError(widen)).param, "network.allow_private_upstreams");
   });
 });

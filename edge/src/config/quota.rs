@@ -38,6 +38,11 @@ pub(super) struct RawBudget {
     on_store_error: Option<String>,
 }
 
+/// Each budget's webhook URL with its field path (for the outbound policy in `network`).
+pub(super) fn webhook_urls(budgets: &[RawBudget]) -> Vec<(String, String)> {
+    budgets.iter().enumerate().filter_map(|(i, b)| b.webhook_url.clone().map(|url| (format!("budgets[{i}].webhook_url"), url))).collect()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrice {

@@ -286,3 +286,48 @@ fn the_shipped_config_may_allow_private_upstreams_for_development() {
     let (response, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(shipped.clone())));
     assert_eq!(response.status, 200, "{text}");
 }
+
+#[test]
+fn every_admin_path_answers_404_or_405_json_never_a_panic() {
+    let (gateway, host) = setup();
+    for path in ["/admin/consumers/keys", "/admin/consumers//keys", "/admin/consumers/a/b/keys", "/admin/usage/", "/admin/keys/a/b", "/admin/audit/after/", "/admin"] {
+        let (response, body, text) = run(&gateway, &host, request("GET", path, Some(ADMIN), None));
+        assert_eq!(response.status, 404, "{path}: {text}");
+        assert_eq!(body["error"]["type"], "not_found_error", "{path}");
+    }
+    let (response, body, _) = run(&gateway, &host, request("PATCH", "/admin/consumers/web/keys", Some(ADMIN), None));
+    assert_eq!((response.status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+}
+
+#[test]
+fn failed_admin_logins_are_recorded_apart_from_the_change_log() {
+    let (gateway, host) = setup();
+    let mut attempt = request("GET", "/admin/audit", Some("adm-guess"), None);
+    attempt.headers.push(("cf-connecting-ip".into(), "203.0.113.9".into()));
+    let (refused, _, _) = run(&gateway, &host, attempt);
+    assert_eq!(refused.status, 401);
+    let (_, changes, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(changes["data"], json!([]), "the change log holds changes only");
+    let (_, logins, text) = run(&gateway, &host, request("GET", "/admin/audit/logins", Some(ADMIN), None));
+    assert_eq!(logins["data"][0]["action"], "login.failed", "{text}");
+    assert_eq!(logins["data"][0]["actor"], "ip:203.0.113.9");
+    assert!(!text.contains("adm-guess"), "the guessed key is never stored");
+}
+
+#[test]
+fn the_audit_log_pages_with_a_cursor_and_forgets_entries_past_retention() {
+    let (gateway, host) = setup();
+    for _ in 0..205 {
+        create_key(&gateway, &host, json!({ "consumer": "web" }));
+    }
+    let (_, first, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(first["data"].as_array().unwrap().len(), 200);
+    let cursor = first["next_cursor"].as_str().expect("a full page has a cursor").to_string();
+    let (_, second, text) = run(&gateway, &host, request("GET", &format!("/admin/audit/after/{cursor}"), Some(ADMIN), None));
+    assert_eq!(second["data"].as_array().unwrap().len(), 5, "{text}");
+    assert!(second.get("next_cursor").is_none());
+    host.advance(91 * 86_400_000);
+    let (_, expired, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(expired["data"], json!([]), "older than the default 90 days");
+}
+

@@ -377,4 +377,17 @@ describe("admin API", () => {
     assert.equal(widen.status, 400);
     assert.equal((await readError(widen)).param, "network.allow_private_upstreams");
   });
+
+  test("malformed admin paths are 404 JSON, and failed admin logins are listed apart from changes", async () => {
+    for (const pathname of ["/admin/consumers/keys", "/admin/consumers//keys", "/admin/usage/"]) {
+      const res = await admin("GET", pathname);
+      assert.equal(res.status, 404, pathname);
+      assert.equal((await readError(res)).type, "not_found_error", pathname);
+    }
+    const { body, text } = await json(await admin("GET", "/admin/audit/logins"), 200);
+    const failed = body.data.filter((e) => e.action === "login.failed");
+    assert.ok(failed.length >= 3, `the refused keys of the first test: ${text}`);
+    assert.ok(failed.every((e) => e.actor.startsWith("ip:")));
+    for (const key of ["adm-wrong", KEYS.web, KEYS.limited]) assert.ok(!text.includes(key), "a guessed key is never stored");
+  });
 });

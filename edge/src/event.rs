@@ -44,6 +44,10 @@ pub struct UsageEvent {
     pub outcome: Outcome,
     /// The error label (see `GatewayError::label`) when the request failed.
     pub error: Option<&'static str>,
+    /// For the operator only: what a generic client error was about (an invalid configuration's
+    /// full list of issues).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<String>,
     pub usage: Option<Usage>,
     /// The provider's own usage numbers, unchanged, when the provider is not OpenAI-shaped.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -475,6 +475,20 @@ fn an_invalid_config_is_a_500_naming_the_field() {
 }
 
 #[test]
+fn an_invalid_config_shows_clients_the_fields_never_the_values_and_logs_the_details() {
+    let host = MemoryHost::new().with_config(
+        r#"{"auth":{"mode":"none"},"providers":{"up":{"kind":"openai","base_url":"ftp://deploy:hunter2@10.0.0.1/v1"}},"models":{"x":{"provider":"up"}}}"#,
+    );
+    let (status, body) = json_of(run(&host, post("/v1/chat/completions", CHAT)));
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("config_invalid")));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("providers.up.base_url"), "{message}");
+    assert!(!body.to_string().contains("hunter2") && !body.to_string().contains("10.0.0.1"), "{body}");
+    let event = host.events().pop().unwrap();
+    assert!(event.error_detail.as_deref().is_some_and(|d| d.contains("providers.up.base_url: must be")), "{event:?}");
+}
+
+#[test]
 fn cors_preflight_and_headers_when_configured() {
     let host = MemoryHost::new().with_config(r#"{"auth":{"mode":"none"},"cors":{"allow_origins":["https://app.example"]},"providers":{"m":{"kind":"mock"}},"models":{"mock":{"provider":"m"}}}"#);
     let preflight = Request {

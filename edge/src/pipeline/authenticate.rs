@@ -69,7 +69,7 @@ async fn verify_jwt<H: Host>(state: &IsolateState, config: &Config, jwt: &JwtAut
             .filter(|s| !s.is_empty())
             .ok_or_else(|| GatewayError::MissingSecret { name: secret_name.clone() })?;
         let key = JwtKey::hs256(secret.as_bytes()).map_err(|_| GatewayError::ConfigInvalid {
-            errors: vec![format!("the secret '{secret_name}' is not a usable HS256 key (at least 32 bytes)")],
+            errors: vec![format!("auth.jwt.keys: the secret '{secret_name}' is not a usable HS256 key (at least 32 bytes)")],
         })?;
         keys.push(match kid {
             Some(kid) => key.with_kid(kid.clone()),

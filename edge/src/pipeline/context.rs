@@ -79,6 +79,8 @@ pub struct RequestContext {
     pub guard: Option<GuardSummary>,
     /// Milliseconds to the upstream's response head, once known.
     pub latency_ms: Option<u64>,
+    /// What the operator's log gets about a failure the client sees only generically.
+    pub error_detail: Option<String>,
 }
 
 impl RequestContext {
@@ -103,6 +105,7 @@ impl RequestContext {
             route: None,
             guard: None,
             latency_ms: None,
+            error_detail: None,
         }
     }
 

@@ -22,6 +22,7 @@ impl RequestContext {
             status,
             outcome,
             error,
+            error_detail: self.error_detail.clone(),
             usage: self.usage,
             provider_usage: self.provider_usage.clone(),
             quota: self.quota.clone(),

@@ -307,6 +307,18 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_bound_for_urls_or_headers_are_refused_with_the_field() {
+        let doc = r#"{ "auth": {"mode": "none"},
+            "providers": {
+                "a": { "kind": "anthropic", "api_key_secret": "A_KEY", "version": "2023-06-01\r\nx-evil: 1" },
+                "o": { "kind": "openai", "base_url": "https://api.example.com/v1\r\nHost: evil" }
+            },
+            "models": { "m": { "provider": "a", "upstream_model": "claude\nx" } } }"#;
+        let paths: Vec<String> = Config::parse(doc).unwrap_err().0.into_iter().map(|i| i.path).collect();
+        assert_eq!(paths, ["providers.a.version", "providers.o.base_url", "models.m.upstream_model"]);
+    }
+
+    #[test]
     fn unknown_fields_are_named_with_their_path() {
         let err = Config::parse(r#"{"providers": {"m": {"kind": "mock", "colour": 1}}, "models": {}}"#).unwrap_err();
         assert_eq!(err.0.len(), 1);

@@ -81,7 +81,7 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
     let digest = policy::auth::key_digest(&presented);
     if !policy::auth::digest_eq(&digest, &admin.key_sha256) {
         record_failed_login(host, &request, now).await;
-        return Err(GatewayError::InvalidCredential);
+        return Err(crate::pipeline::throttle::failed(&request, GatewayError::InvalidCredential, host).await);
     }
     let actor = format!("admin:{}", &hex::encode(digest)[..8]);
     let method = request.method.clone();

@@ -579,3 +579,25 @@ fn a_long_stream_with_steady_chunks_outlives_the_request_timeout() {
     assert_eq!(rest, "data: [DONE]\n\n");
     assert_eq!(host.events()[0].outcome, Outcome::Completed);
 }
+
+#[test]
+fn repeated_failed_authentication_from_one_address_is_slowed_without_locking_out_the_key() {
+    let host = host();
+    let from = |ip: &str, key: &str| {
+        let mut request = get("/v1/models");
+        request.headers = vec![("authorization".into(), format!("Bearer {key}")), ("cf-connecting-ip".into(), ip.into())];
+        request
+    };
+    let send = |request| host.block_on(Gateway::new().handle(request, &host));
+    for i in 0..edge::pipeline::throttle::FAILURES_PER_MINUTE {
+        assert_eq!(error_code(send(from("198.51.100.7", "sk-guess"))).0, 401, "failure {i}");
+    }
+    let started = edge::Host::now_ms(&host);
+    let slowed = send(from("198.51.100.7", "sk-guess"));
+    assert!(edge::Host::now_ms(&host) - started >= edge::pipeline::throttle::TARPIT_MS, "answered after the delay");
+    assert!(slowed.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("retry-after")));
+    assert_eq!(error_code(slowed), (429, "rate_limit_exceeded".into()));
+    let (status, _) = json_of(send(from("198.51.100.7", CLIENT_KEY)));
+    assert_eq!(status, 200, "the legitimate key from the same address still works");
+    assert_eq!(error_code(send(from("192.0.2.1", "sk-guess"))).0, 401, "another address is not slowed");
+}

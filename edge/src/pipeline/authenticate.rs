@@ -11,9 +11,18 @@ use crate::http::Request;
 use crate::isolate::IsolateState;
 use crate::key_store;
 use crate::pipeline::context::Caller;
+use crate::pipeline::throttle;
 
-/// Establish the caller of `request`.
+/// Establish the caller of `request`. A refused credential is counted against the client's
+/// address and, past the limit, answered with a delayed `429` (`pipeline/throttle.rs`).
 pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, request: &Request, host: &H) -> Result<Caller, GatewayError> {
+    match identify(state, config, request, host).await {
+        Err(error) if throttle::is_credential_failure(&error) => Err(throttle::failed(request, error, host).await),
+        other => other,
+    }
+}
+
+async fn identify<H: Host>(state: &IsolateState, config: &Config, request: &Request, host: &H) -> Result<Caller, GatewayError> {
     let presented = match request.header("authorization") {
         Some(value) => {
             let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));

@@ -28,6 +28,7 @@ pub mod limit;
 pub mod record;
 pub mod respond;
 pub mod stream;
+pub mod throttle;
 
 use crate::config::{Config, ModelKind, ProviderConfig};
 use crate::error::GatewayError;

@@ -239,6 +239,9 @@ fn validate(raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Config
             outbound.other_secrets.push(("carbon_feed.token_secret".into(), &feed.token_secret, "the carbon feed's token"));
         }
         outbound.urls.extend(webhooks.iter().map(|(path, url)| (path.clone(), url.as_str())));
+        if let Some(name) = &quota.webhook_secret {
+            outbound.other_secrets.push(("quota.webhook_secret".into(), name, "the webhook signing key"));
+        }
         network::check_outbound(&outbound, &network, &mut |path, message| outbound_issues.push(ConfigIssue { path, message }));
     }
     if issues.is_empty() {

@@ -61,6 +61,9 @@ pub(super) struct RawQuota {
     /// Longest wait for the counter store before its failure mode applies.
     #[serde(default)]
     store_timeout_ms: Option<u64>,
+    /// The NAME of the secret that signs budget webhooks (`x-gateway-signature`).
+    #[serde(default)]
+    webhook_secret: Option<String>,
 }
 
 /// Rate limits, budgets and prices, validated.
@@ -71,6 +74,8 @@ pub struct Quota {
     pub prices: policy::limits::PriceTable,
     pub default_max_output_tokens: u64,
     pub store_timeout_ms: u64,
+    /// The name of the secret budget webhooks are signed with (HMAC-SHA256), when set.
+    pub webhook_secret: Option<String>,
 }
 
 /// The limits that share one scope (so one counter object holds all of them).
@@ -235,5 +240,8 @@ pub(super) fn validate_quota(
     if store_timeout_ms == 0 || store_timeout_ms > 30_000 {
         issue("quota.store_timeout_ms".into(), "must be between 1 and 30000".into());
     }
-    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms }
+    if raw.webhook_secret.as_deref().is_some_and(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+        issue("quota.webhook_secret".into(), "must be the NAME of a secret (letters, digits, '_'), not the key itself".into());
+    }
+    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms, webhook_secret: raw.webhook_secret }
 }

@@ -136,15 +136,10 @@ enum Provenance<'a> {
 }
 
 impl Config {
-    /// Parse and validate a JSON configuration document.
+    /// Parse and validate a JSON configuration document as the shipped one (its own `network`
+    /// section is the outbound policy).
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        let deserializer = &mut serde_json::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let message = err.inner().to_string();
-            let path = field_path(err.path().to_string(), &message);
-            ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
-        })?;
-        validate(raw, Provenance::Shipped)
+        validate(read_raw(text)?, Provenance::Shipped)
     }
 
     /// Parse and validate a document that overrides the shipped one (the KV key `config`, `PUT
@@ -152,13 +147,7 @@ impl Config {
     /// document, the strictest (public https only, no provider secret allowed).
     pub fn parse_override(text: &str, shipped: Option<&str>) -> Result<Config, ConfigErrors> {
         let policy = shipped.and_then(|t| Config::parse(t).ok()).map(|c| c.network).unwrap_or_default();
-        let deserializer = &mut serde_json::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let message = err.inner().to_string();
-            let path = field_path(err.path().to_string(), &message);
-            ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
-        })?;
-        validate(raw, Provenance::Override(&policy))
+        validate(read_raw(text)?, Provenance::Override(&policy))
     }
 
     /// The caller's metadata: the tenant's, overridden key by key by the consumer's own.
@@ -193,6 +182,16 @@ impl Config {
     pub fn timeout_for(&self, provider: &str) -> u64 {
         self.providers.get(provider).and_then(ProviderConfig::timeout_ms).unwrap_or(self.limits.upstream_timeout_ms)
     }
+}
+
+/// Phase one: the document as written, or the one deserialisation error with its path.
+fn read_raw(text: &str) -> Result<RawConfig, ConfigErrors> {
+    let deserializer = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let message = err.inner().to_string();
+        let path = field_path(err.path().to_string(), &message);
+        ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
+    })
 }
 
 /// Phase two: every section, each against those it refers to, collecting all the issues.

@@ -390,4 +390,34 @@ describe("admin API", () => {
     assert.ok(failed.every((e) => e.actor.startsWith("ip:")));
     for (const key of ["adm-wrong", KEYS.web, KEYS.limited]) assert.ok(!text.includes(key), "a guessed key is never stored");
   });
+
+  test("PUT /admin/config refuses CR/LF in values bound for upstream URLs and headers, naming the field", async () => {
+    const cases = [
+      [{ providers: { ...config.providers, evil: { kind: "openai", base_url: "https://api.example.com/v1\r\nHost: x" } } }, "providers.evil.base_url"],
+      [{ models: { ...config.models, crlf: { provider: "mock", upstream_model: "m\r\nx-evil: 1" } } }, "models.crlf.upstream_model"],
+    ];
+    for (const [change, field] of cases) {
+      const res = await admin("PUT", "/admin/config", { body: { ...config, ...change } });
+      assert.equal(res.status, 400, field);
+      assert.equal((await readError(res)).param, field);
+    }
+  });
+
+  test("repeated wrong keys from one address are slowed with 429; the right key from it still works", async () => {
+    const from = (key) => gw.fetch("/v1/models", { headers: { authorization: `Bearer ${key}`, "cf-connecting-ip": "198.51.100.23" } });
+    for (let i = 0; i < 20; i++) {
+      const res = await from("sk-guess");
+      assert.equal(res.status, 401, `failure ${i}`);
+      await res.arrayBuffer();
+    }
+    const started = Date.now();
+    const slowed = await from("sk-guess");
+    assert.equal(slowed.status, 429);
+    assert.ok(Date.now() - started >= 900, "answered after the delay");
+    assert.ok(Number(slowed.headers.get("retry-after")) >= 1);
+    await slowed.arrayBuffer();
+    const legit = await from(KEYS.limited);
+    assert.equal(legit.status, 200, "a valid key is never refused by the throttle");
+    await legit.arrayBuffer();
+  });
 });

@@ -80,8 +80,12 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
     let Some(presented) = presented else { return Err(GatewayError::MissingCredential) };
     let digest = policy::auth::key_digest(&presented);
     if !policy::auth::digest_eq(&digest, &admin.key_sha256) {
-        record_failed_login(host, &request, now).await;
-        return Err(crate::pipeline::throttle::failed(&request, GatewayError::InvalidCredential, host).await);
+        let error = crate::pipeline::throttle::failed(&request, GatewayError::InvalidCredential, host).await;
+        // Past the throttle's limit the failures are not stored one by one (bounded KV writes).
+        if matches!(error, GatewayError::InvalidCredential) {
+            record_failed_login(host, &request, now).await;
+        }
+        return Err(error);
     }
     let actor = format!("admin:{}", &hex::encode(digest)[..8]);
     let method = request.method.clone();

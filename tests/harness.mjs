@@ -75,6 +75,9 @@ export function makeConfig({ upstreamBaseUrl, limits = {}, auth, providers = {},
         { id: "limited", key_sha256: sha256Hex(KEYS.limited), models: ["mock*"] },
       ],
     },
+    // The e2e upstreams listen on http://127.0.0.1: allowed only because this is the shipped
+    // document (docs/config.md, "network"); a PUT /admin/config could not say it.
+    network: { allow_private_upstreams: true },
     providers: { mock: { kind: "mock" }, ...providers },
     models: {
       mock: { provider: "mock" },

@@ -46,7 +46,15 @@ fn audit_entry(now_ms: u64, actor: &str, action: &str, target: &str, detail: Val
     json!({ "at_ms": now_ms, "actor": actor, "action": action, "target": target, "detail": detail })
 }
 
+/// The store prefix of the audit log of changes, and of the failed admin logins.
+const AUDIT_PREFIX: &str = "audit:";
+const AUDIT_LOGIN_PREFIX: &str = "audit-login:";
+
 async fn write_audit<H: Host>(host: &H, entry: &Value) -> Result<(), GatewayError> {
+    write_audit_under(host, AUDIT_PREFIX, entry).await
+}
+
+async fn write_audit_under<H: Host>(host: &H, prefix: &str, entry: &Value) -> Result<(), GatewayError> {
     let at = entry["at_ms"].as_u64().unwrap_or(0);
     // Time, then this isolate's sequence (entries of one millisecond keep their order), then
     // randomness (isolates never collide).
@@ -54,7 +62,7 @@ async fn write_audit<H: Host>(host: &H, entry: &Value) -> Result<(), GatewayErro
         s.set(s.get().wrapping_add(1));
         s.get()
     });
-    let key = format!("audit:{at:015}:{sequence:08x}:{:08x}", host.random_u64() as u32);
+    let key = format!("{prefix}{at:015}:{sequence:08x}:{:08x}", host.random_u64() as u32);
     host.kv_put(&key, &entry.to_string()).await.map_err(store_error)
 }
 
@@ -68,37 +76,41 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_string());
+    let now = host.now_ms();
     let Some(presented) = presented else { return Err(GatewayError::MissingCredential) };
     let digest = policy::auth::key_digest(&presented);
     if !policy::auth::digest_eq(&digest, &admin.key_sha256) {
-        return Err(GatewayError::InvalidCredential);
+        let error = crate::pipeline::throttle::failed(&request, GatewayError::InvalidCredential, host).await;
+        // Past the throttle's limit the failures are not stored one by one (bounded KV writes).
+        if matches!(error, GatewayError::InvalidCredential) {
+            record_failed_login(host, &request, now).await;
+        }
+        return Err(error);
     }
     let actor = format!("admin:{}", &hex::encode(digest)[..8]);
     let method = request.method.clone();
     let path = request.path.trim_end_matches('/').to_string();
-    let now = host.now_ms();
-    match (method.as_str(), path.as_str()) {
-        ("POST", "/admin/keys") => {
+    let Some(route) = AdminRoute::parse(&path) else { return Err(GatewayError::NotFound { path }) };
+    let retention_ms = admin.audit_retention_days * 86_400_000;
+    match (method.as_str(), route) {
+        ("POST", AdminRoute::Keys) => {
             let body = read_json_value(request, 64 * 1024).await?;
             create_key(config, body, host, &actor, now).await
         }
-        ("GET", p) if p.starts_with("/admin/consumers/") && p.ends_with("/keys") => {
-            let consumer = percent_decode(&p["/admin/consumers/".len()..p.len() - "/keys".len()]);
-            list_keys(&consumer, host, now).await
-        }
-        ("DELETE", p) if p.starts_with("/admin/keys/") => revoke_key(&percent_decode(&p["/admin/keys/".len()..]), host, &actor, now).await,
-        ("GET", p) if p.starts_with("/admin/usage/") => usage(config, &percent_decode(&p["/admin/usage/".len()..]), host).await,
-        ("GET", "/admin/config") => {
+        ("GET", AdminRoute::ConsumerKeys(consumer)) => list_keys(&consumer, host, now).await,
+        ("DELETE", AdminRoute::Key(id)) => revoke_key(&id, host, &actor, now).await,
+        ("GET", AdminRoute::Usage(subject)) => usage(config, &subject, host).await,
+        ("GET", AdminRoute::Audit { logins, after }) => audit(host, if logins { AUDIT_LOGIN_PREFIX } else { AUDIT_PREFIX }, after.as_deref(), now, retention_ms).await,
+        ("GET", AdminRoute::Config) => {
             let text = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
             let document: Value = text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
             Ok(Response::json(200, &json!({ "config": document })))
         }
-        ("PUT", "/admin/config") => {
+        ("PUT", AdminRoute::Config) => {
             let body = read_json_value(request, config.limits.max_body_bytes).await?;
             put_config(body, host, &actor, now).await
         }
-        ("GET", "/admin/audit") => audit(host).await,
-        ("POST", "/admin/carbon/refresh") => {
+        ("POST", AdminRoute::CarbonRefresh) => {
             use crate::carbon::RefreshError;
             match state.carbon.refresh(config, host).await {
                 Ok(report) => {
@@ -115,11 +127,60 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
                 Err(RefreshError::Store) => Err(GatewayError::StoreUnavailable),
             }
         }
-        (_, p) if p.starts_with("/admin/keys") || p.starts_with("/admin/usage/") || ["/admin/config", "/admin/audit", "/admin/carbon/refresh"].contains(&p) => {
-            Err(GatewayError::MethodNotAllowed { method, allowed: "GET, POST, PUT, DELETE" })
-        }
-        _ => Err(GatewayError::NotFound { path }),
+        // Every route that exists answers other methods with 405.
+        _ => Err(GatewayError::MethodNotAllowed { method, allowed: "GET, POST, PUT, DELETE" }),
     }
+}
+
+/// The admin API's routes, parsed from the path (without a trailing slash). A path that is none
+/// of them is a 404; a segment that would be empty (`/admin/consumers//keys`) is none of them.
+enum AdminRoute {
+    Keys,
+    Key(String),
+    ConsumerKeys(String),
+    Usage(String),
+    Config,
+    /// The audit log (`logins`: the failed admin logins), from the newest, or after `after`.
+    Audit { logins: bool, after: Option<String> },
+    CarbonRefresh,
+}
+
+impl AdminRoute {
+    fn parse(path: &str) -> Option<AdminRoute> {
+        let segment = |rest: &str| Some(percent_decode(rest)).filter(|s| !s.is_empty() && !rest.contains('/'));
+        Some(match path {
+            "/admin/keys" => AdminRoute::Keys,
+            "/admin/config" => AdminRoute::Config,
+            "/admin/audit" => AdminRoute::Audit { logins: false, after: None },
+            "/admin/audit/logins" => AdminRoute::Audit { logins: true, after: None },
+            "/admin/carbon/refresh" => AdminRoute::CarbonRefresh,
+            p => {
+                if let Some(id) = p.strip_prefix("/admin/keys/") {
+                    AdminRoute::Key(segment(id)?)
+                } else if let Some(consumer) = p.strip_prefix("/admin/consumers/").and_then(|r| r.strip_suffix("/keys")) {
+                    AdminRoute::ConsumerKeys(segment(consumer)?)
+                } else if let Some(subject) = p.strip_prefix("/admin/usage/") {
+                    AdminRoute::Usage(segment(subject)?)
+                } else if let Some(cursor) = p.strip_prefix("/admin/audit/logins/after/") {
+                    AdminRoute::Audit { logins: true, after: Some(segment(cursor)?) }
+                } else if let Some(cursor) = p.strip_prefix("/admin/audit/after/") {
+                    AdminRoute::Audit { logins: false, after: Some(segment(cursor)?) }
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+/// Record a refused admin credential (never the credential) under its own prefix, so the audit
+/// log of changes stays readable; the entry names the client address the platform reported.
+/// Repeated failures from one address are slowed by the authentication throttle before this.
+async fn record_failed_login<H: Host>(host: &H, request: &Request, now: u64) {
+    let client = crate::http::client_ip(request).unwrap_or("unknown");
+    let entry = audit_entry(now, &format!("ip:{client}"), "login.failed", "admin", json!({ "path": request.path }));
+    // A store failure must not turn a refused login into a 503 (which would tell apart keys).
+    let _ = write_audit_under(host, AUDIT_LOGIN_PREFIX, &entry).await;
 }
 
 async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
@@ -158,7 +219,8 @@ async fn create_key<H: Host>(config: &Config, body: Value, host: &H, actor: &str
     let bytes = host.secure_random();
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     let random = [word(0), word(1), word(2), word(3)];
-    let (secret, record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
+    let (secret, mut record) = virtual_keys::issue(random, host.random_u64(), consumer, tenant, models, name, now, ttl_ms);
+    record.standalone = !config.declares_consumer(consumer);
     let digest = hex::encode(policy::auth::key_digest(&secret));
     let record_json = serde_json::to_string(&record).unwrap_or_default();
     // Audit first: no key can exist without its entry (a failed store write after it leaves an
@@ -184,7 +246,8 @@ async fn list_keys<H: Host>(consumer: &str, host: &H, now: u64) -> Result<Respon
     let mut data = Vec::new();
     for key in index {
         let Some(digest) = host.kv_get(&key).await.map_err(store_error)? else { continue };
-        if let Some(record) = load_record(host, &digest).await? {
+        // The record is authoritative: `alice`'s prefix also lists `alice:evil`'s index entries.
+        if let Some(record) = load_record(host, &digest).await?.filter(|r| r.consumer == consumer) {
             let status = record.status(now);
             let mut value = serde_json::to_value(&record).unwrap_or(Value::Null);
             value["status"] = json!(status);
@@ -201,8 +264,9 @@ async fn revoke_key<H: Host>(id: &str, host: &H, actor: &str, now: u64) -> Resul
     if record.revoked_ms.is_none() {
         record.revoked_ms = Some(now);
         let text = serde_json::to_string(&record).unwrap_or_default();
-        host.kv_put(&virtual_keys::record_key(&digest), &text).await.map_err(store_error)?;
+        // Audit first: no change without its entry.
         write_audit(host, &audit_entry(now, actor, "key.revoke", &record.id, json!({ "consumer": record.consumer }))).await?;
+        host.kv_put(&virtual_keys::record_key(&digest), &text).await.map_err(store_error)?;
     }
     Ok(Response::json(200, &json!({ "record": record, "status": record.status(now) })))
 }
@@ -218,27 +282,38 @@ async fn usage<H: Host>(config: &Config, subject: &str, host: &H) -> Result<Resp
 
 async fn put_config<H: Host>(body: Value, host: &H, actor: &str, now: u64) -> Result<Response, GatewayError> {
     let text = body.to_string();
-    if let Err(errors) = Config::parse(&text) {
+    if let Err(errors) = Config::parse_override(&text, host.shipped_config().as_deref()) {
         let list: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
         return Err(bad_request(format!("The configuration is invalid: {}", list.join("; ")), errors.0.first().map(|e| e.path.as_str())));
     }
     let before = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config()).unwrap_or_default();
-    host.kv_put(CONFIG_KV_KEY, &text).await.map_err(store_error)?;
     let digest = |t: &str| hex::encode(&Sha256::digest(t.as_bytes())[..8]);
+    // Audit first: no change without its entry.
     write_audit(host, &audit_entry(now, actor, "config.update", "config", json!({ "before_sha256": digest(&before), "after_sha256": digest(&text), "bytes": text.len() }))).await?;
+    host.kv_put(CONFIG_KV_KEY, &text).await.map_err(store_error)?;
     Ok(Response::json(200, &json!({ "ok": true, "sha256": digest(&text) })))
 }
 
-async fn audit<H: Host>(host: &H) -> Result<Response, GatewayError> {
-    let mut keys = host.kv_list("audit:").await.map_err(store_error)?;
+/// One page of an audit log, newest first, from after the cursor `after` (the last entry's
+/// store key of the previous page). Entries older than the retention are not listed; a page that
+/// is full carries `next_cursor`.
+async fn audit<H: Host>(host: &H, prefix: &str, after: Option<&str>, now: u64, retention_ms: u64) -> Result<Response, GatewayError> {
+    let oldest = format!("{prefix}{:015}", now.saturating_sub(retention_ms));
+    let mut keys: Vec<String> = host.kv_list(prefix).await.map_err(store_error)?.into_iter().filter(|k| *k >= oldest && after.is_none_or(|a| k.as_str() < a)).collect();
     keys.sort_unstable_by(|a, b| b.cmp(a));
+    let more = keys.len() > AUDIT_PAGE;
+    keys.truncate(AUDIT_PAGE);
     let mut data = Vec::new();
-    for key in keys.into_iter().take(AUDIT_PAGE) {
-        if let Some(text) = host.kv_get(&key).await.map_err(store_error)? {
+    for key in &keys {
+        if let Some(text) = host.kv_get(key).await.map_err(store_error)? {
             if let Ok(entry) = serde_json::from_str::<Value>(&text) {
                 data.push(entry);
             }
         }
     }
-    Ok(Response::json(200, &json!({ "object": "list", "data": data })))
+    let mut page = json!({ "object": "list", "data": data });
+    if let (true, Some(last)) = (more, keys.last()) {
+        page["next_cursor"] = json!(last);
+    }
+    Ok(Response::json(200, &page))
 }

@@ -208,6 +208,15 @@ impl GatewayError {
         }
     }
 
+    /// What the operator's logs get beyond the client's message (the client never sees it).
+    pub fn log_detail(&self) -> Option<String> {
+        match self {
+            GatewayError::ConfigInvalid { errors } => Some(errors.join("; ")),
+            GatewayError::ConfigUnavailable { detail } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
     pub fn message(&self) -> String {
         use GatewayError::*;
         match self {
@@ -230,8 +239,13 @@ impl GatewayError {
             UnsupportedOperation { model, operation } => {
                 format!("The model '{model}' does not support {operation}.")
             }
-            ConfigInvalid { errors } => format!("The gateway configuration is invalid: {}", errors.join("; ")),
-            ConfigUnavailable { detail } => format!("The gateway configuration could not be loaded: {detail}"),
+            // Only the fields, never their values (a URL may hold a password): the full list goes
+            // to the logs ([`GatewayError::log_detail`]) and to the admin who PUTs a document.
+            ConfigInvalid { errors } => format!(
+                "The gateway configuration is invalid at: {}. The details are in the gateway's logs (see x-request-id).",
+                errors.iter().map(|e| invalid_field(e)).collect::<Vec<_>>().join(", ")
+            ),
+            ConfigUnavailable { .. } => "The gateway configuration could not be loaded; the details are in the gateway's logs (see x-request-id).".into(),
             MissingSecret { name } => format!("The secret '{name}' needed by a provider is not set."),
             UpstreamConnect { provider } => format!("Could not connect to the provider '{provider}'."),
             UpstreamTimeout { provider, after_ms } => {
@@ -325,9 +339,37 @@ impl GatewayError {
     }
 }
 
+/// The field a configuration issue (`path: message`, as `ConfigIssue` displays) is about, without
+/// the message, which may quote the offending value. For an unknown field serde names the parent
+/// as the path and the field only in the message; the field's name (a key the operator wrote, not
+/// a value) is added.
+fn invalid_field(entry: &str) -> String {
+    let (path, message) = entry.split_once(": ").unwrap_or(("(document)", entry));
+    match message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()) {
+        Some(field) if path == "(document)" => field.to_string(),
+        Some(field) => format!("{path}.{field}"),
+        None => path.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invalid_config_names_fields_to_clients_and_keeps_values_for_the_log() {
+        let error = GatewayError::ConfigInvalid {
+            errors: vec![
+                "providers.up.base_url: must be an http(s) URL, got 'ftp://u:secret@h'".into(),
+                "(document): unknown field `surprise`, expected one of ...".into(),
+                "models.x: unknown field `colour`".into(),
+            ],
+        };
+        let message = error.message();
+        assert!(message.contains("providers.up.base_url, surprise, models.x.colour"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+        assert!(error.log_detail().unwrap().contains("u:secret@h"));
+    }
 
     #[test]
     fn upstream_auth_failure_is_a_bad_gateway_without_upstream_text() {

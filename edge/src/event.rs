@@ -30,6 +30,9 @@ pub struct UsageEvent {
     pub request_id: String,
     pub operation: &'static str,
     pub consumer: Option<String>,
+    /// The token's issuer when the consumer came from a JWT (the consumer is that issuer's subject).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     /// Tenant and tier from the caller's token, when it carries them.
     pub tenant: Option<String>,
     pub tier: Option<String>,
@@ -41,6 +44,10 @@ pub struct UsageEvent {
     pub outcome: Outcome,
     /// The error label (see `GatewayError::label`) when the request failed.
     pub error: Option<&'static str>,
+    /// For the operator only: what a generic client error was about (an invalid configuration's
+    /// full list of issues).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<String>,
     pub usage: Option<Usage>,
     /// The provider's own usage numbers, unchanged, when the provider is not OpenAI-shaped.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -52,6 +52,7 @@ impl Gateway {
             Ok(response) => response,
             Err(error) => {
                 if !preflight {
+                    ctx.error_detail = error.log_detail();
                     record(host, &ctx, error.status(), Outcome::Failed, Some(error.label()));
                 }
                 if anthropic_api {

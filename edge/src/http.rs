@@ -66,6 +66,17 @@ pub struct RequestFacts {
 }
 
 
+/// The client's address as the platform reports it: `cf-connecting-ip`, which Cloudflare sets on
+/// every request (a client cannot supply its own), or `spin-client-addr` on Spin. `None` when the
+/// platform reports none (local runs); never `x-forwarded-for`, which any client can write.
+pub fn client_ip(request: &Request) -> Option<&str> {
+    request
+        .header("cf-connecting-ip")
+        .or_else(|| request.header("spin-client-addr").map(|addr| addr.rsplit_once(':').map_or(addr, |(ip, _)| ip)))
+        .map(str::trim)
+        .filter(|ip| !ip.is_empty() && ip.len() <= 64)
+}
+
 /// An inbound HTTP request, as the adapter saw it.
 #[derive(Debug)]
 pub struct Request {

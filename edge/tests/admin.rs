@@ -216,3 +216,136 @@ fn admin_paths_decode_percent_escapes_as_paths_do() {
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec![other["id"].as_str().unwrap()]);
 }
+
+#[test]
+fn a_key_of_a_removed_consumer_is_refused_not_widened() {
+    let (gateway, host) = setup();
+    let (key, record) = create_key(&gateway, &host, json!({ "consumer": "web" }));
+    assert_eq!(record.get("standalone"), None, "issued for a declared consumer");
+    let (before, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat("mock"))));
+    assert_eq!(before.status, 200);
+    let mut without_web = config();
+    without_web["auth"]["consumers"] = json!([{ "id": "other", "key_sha256": hex_sha256("sk-other") }]);
+    let (put, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(without_web)));
+    assert_eq!(put.status, 200, "{text}");
+    for model in ["mock", "mock-large"] {
+        let (after, body, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&key), Some(chat(model))));
+        assert_eq!((after.status, body["error"]["code"].as_str()), (401, Some("invalid_api_key")), "{model}");
+    }
+    // A key issued for a consumer the configuration never declared stands alone and still works.
+    let (standalone, record) = create_key(&gateway, &host, json!({ "consumer": "partner", "models": ["mock"] }));
+    assert_eq!(record["standalone"], true);
+    let (ok, _, _) = run(&gateway, &host, request("POST", "/v1/chat/completions", Some(&standalone), Some(chat("mock"))));
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn listing_a_consumers_keys_never_returns_another_consumer_sharing_its_prefix() {
+    let (gateway, host) = setup();
+    let (_, alice) = create_key(&gateway, &host, json!({ "consumer": "alice" }));
+    let (_, evil) = create_key(&gateway, &host, json!({ "consumer": "alice:evil" }));
+    let (response, body, text) = run(&gateway, &host, request("GET", "/admin/consumers/alice/keys", Some(ADMIN), None));
+    assert_eq!(response.status, 200, "{text}");
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [alice["id"].as_str().unwrap()], "not {}", evil["id"]);
+}
+
+/// `PUT /admin/config` of `config()` with `edit` applied; the status and the error's param.
+fn put_edited(gateway: &Gateway, host: &MemoryHost, edit: impl FnOnce(&mut Value)) -> (u16, Option<String>) {
+    let mut doc = config();
+    edit(&mut doc);
+    let (response, body, _) = run(gateway, host, request("PUT", "/admin/config", Some(ADMIN), Some(doc)));
+    (response.status, body["error"]["param"].as_str().map(str::to_string))
+}
+
+#[test]
+fn the_admin_key_cannot_point_upstreams_at_private_addresses_or_plain_http() {
+    let (gateway, host) = setup();
+    for url in ["https://169.254.169.254/latest", "https://127.0.0.1:8080/v1", "https://10.0.0.7/v1", "https://[::1]/v1", "http://api.example.com/v1"] {
+        let (status, param) = put_edited(&gateway, &host, |doc| doc["providers"]["evil"] = json!({ "kind": "openai", "base_url": url }));
+        assert_eq!((status, param.as_deref()), (400, Some("providers.evil.base_url")), "{url}");
+    }
+    let (status, param) = put_edited(&gateway, &host, |doc| doc["network"] = json!({ "allow_private_upstreams": true }));
+    assert_eq!((status, param.as_deref()), (400, Some("network.allow_private_upstreams")), "a PUT cannot allow what the shipped config does not");
+    let (status, _) = put_edited(&gateway, &host, |doc| doc["providers"]["public"] = json!({ "kind": "openai", "base_url": "https://api.example.com/v1" }));
+    assert_eq!(status, 200, "a public https upstream without a secret is fine");
+}
+
+#[test]
+fn the_admin_key_cannot_send_a_secret_to_an_origin_the_shipped_config_does_not_pair_it_with() {
+    let mut shipped = config();
+    shipped["providers"]["openai"] = json!({ "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_secret": "OPENAI_API_KEY" });
+    shipped["auth"]["mode"] = json!("jwt");
+    shipped["auth"]["jwt"] = json!({ "audiences": ["gw"], "keys": [{ "alg": "HS256", "secret": "JWT_HMAC_SECRET" }] });
+    let host = MemoryHost::new().with_config(&shipped.to_string());
+    let gateway = Gateway::new();
+    let put = |edit: &dyn Fn(&mut Value)| {
+        let mut doc = shipped.clone();
+        edit(&mut doc);
+        let (response, body, _) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(doc)));
+        (response.status, body["error"]["param"].as_str().map(str::to_string))
+    };
+    assert_eq!(put(&|_| {}).0, 200, "the shipped pairing itself is allowed");
+    let steal_openai = put(&|doc| doc["providers"]["openai"]["base_url"] = json!("https://attacker.example/v1"));
+    assert_eq!(steal_openai, (400, Some("providers.openai.api_key_secret".into())));
+    let steal_hmac = put(&|doc| doc["providers"]["x"] = json!({ "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_secret": "JWT_HMAC_SECRET" }));
+    assert_eq!(steal_hmac.0, 400);
+    let widen = put(&|doc| doc["network"] = json!({ "provider_secrets": { "OPENAI_API_KEY": ["https://attacker.example"] } }));
+    assert_eq!(widen, (400, Some("network.provider_secrets.OPENAI_API_KEY[0]".into())));
+}
+
+#[test]
+fn the_shipped_config_may_allow_private_upstreams_for_development() {
+    let mut shipped = config();
+    shipped["network"] = json!({ "allow_private_upstreams": true });
+    shipped["providers"]["local"] = json!({ "kind": "openai", "base_url": "http://127.0.0.1:9999/v1", "api_key_secret": "LOCAL_KEY" });
+    let host = MemoryHost::new().with_config(&shipped.to_string());
+    let gateway = Gateway::new();
+    let (response, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(shipped.clone())));
+    assert_eq!(response.status, 200, "{text}");
+}
+
+#[test]
+fn every_admin_path_answers_404_or_405_json_never_a_panic() {
+    let (gateway, host) = setup();
+    for path in ["/admin/consumers/keys", "/admin/consumers//keys", "/admin/consumers/a/b/keys", "/admin/usage/", "/admin/keys/a/b", "/admin/audit/after/", "/admin"] {
+        let (response, body, text) = run(&gateway, &host, request("GET", path, Some(ADMIN), None));
+        assert_eq!(response.status, 404, "{path}: {text}");
+        assert_eq!(body["error"]["type"], "not_found_error", "{path}");
+    }
+    let (response, body, _) = run(&gateway, &host, request("PATCH", "/admin/consumers/web/keys", Some(ADMIN), None));
+    assert_eq!((response.status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+}
+
+#[test]
+fn failed_admin_logins_are_recorded_apart_from_the_change_log() {
+    let (gateway, host) = setup();
+    let mut attempt = request("GET", "/admin/audit", Some("adm-guess"), None);
+    attempt.headers.push(("cf-connecting-ip".into(), "203.0.113.9".into()));
+    let (refused, _, _) = run(&gateway, &host, attempt);
+    assert_eq!(refused.status, 401);
+    let (_, changes, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(changes["data"], json!([]), "the change log holds changes only");
+    let (_, logins, text) = run(&gateway, &host, request("GET", "/admin/audit/logins", Some(ADMIN), None));
+    assert_eq!(logins["data"][0]["action"], "login.failed", "{text}");
+    assert_eq!(logins["data"][0]["actor"], "ip:203.0.113.9");
+    assert!(!text.contains("adm-guess"), "the guessed key is never stored");
+}
+
+#[test]
+fn the_audit_log_pages_with_a_cursor_and_forgets_entries_past_retention() {
+    let (gateway, host) = setup();
+    for _ in 0..205 {
+        create_key(&gateway, &host, json!({ "consumer": "web" }));
+    }
+    let (_, first, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(first["data"].as_array().unwrap().len(), 200);
+    let cursor = first["next_cursor"].as_str().expect("a full page has a cursor").to_string();
+    let (_, second, text) = run(&gateway, &host, request("GET", &format!("/admin/audit/after/{cursor}"), Some(ADMIN), None));
+    assert_eq!(second["data"].as_array().unwrap().len(), 5, "{text}");
+    assert!(second.get("next_cursor").is_none());
+    host.advance(91 * 86_400_000);
+    let (_, expired, _) = run(&gateway, &host, request("GET", "/admin/audit", Some(ADMIN), None));
+    assert_eq!(expired["data"], json!([]), "older than the default 90 days");
+}
+

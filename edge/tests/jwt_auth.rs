@@ -201,3 +201,59 @@ fn a_fetched_jwks_is_stored_in_kv_for_other_isolates() {
     let _ = send(&Gateway::new(), &host, chat("mock", &token("es256_valid")));
     assert_eq!(fetches.get(), 2);
 }
+
+/// The JWT config with an API-key consumer named like the token's subject (`alice`), a
+/// per-consumer limit of one request a minute, and `extra` merged into `auth.jwt`.
+fn colliding_config(extra: Value) -> String {
+    let mut doc: Value = serde_json::from_str(&config(static_keys(), None)).unwrap();
+    let alice_key = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"sk-alice"))
+    };
+    doc["auth"]["consumers"] = json!([
+        { "id": "web", "key_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"sk-web")) },
+        { "id": "alice", "key_sha256": alice_key, "models": ["mock"], "metadata": { "team": "payments" } }
+    ]);
+    for (k, v) in extra.as_object().unwrap() {
+        doc["auth"]["jwt"][k] = v.clone();
+    }
+    doc["rate_limits"] = json!([{ "scope": ["consumer"], "metric": "requests", "window": "minute", "limit": 1 }]);
+    doc.to_string()
+}
+
+#[test]
+fn a_token_subject_never_shares_a_configured_consumers_limits_or_metadata() {
+    let host = host(&colliding_config(json!({})));
+    let gateway = Gateway::new();
+    let (status, _) = send(&gateway, &host, chat("mock", "sk-alice"));
+    assert_eq!(status, 200, "the API-key consumer alice uses her one request");
+    let (status, _) = send(&gateway, &host, chat("mock", "sk-alice"));
+    assert_eq!(status, 429, "and is then limited");
+    let (status, body) = send(&gateway, &host, chat("mock-pro", &token("rs256_valid")));
+    assert_eq!(status, 200, "the token subject `alice` has its own counter and its tier's models: {body}");
+    let event = host.events().into_iter().last().unwrap();
+    assert_eq!(event.consumer.as_deref(), Some("alice"));
+    assert_eq!(event.issuer.as_deref(), Some("https://issuer.test.example"));
+    assert!(event.metadata.is_empty(), "the configured alice's metadata is not the token's: {:?}", event.metadata);
+}
+
+#[test]
+fn consumer_map_makes_a_token_act_as_a_declared_consumer() {
+    let host = host(&colliding_config(json!({ "consumer_map": { "alice": "alice" } })));
+    let gateway = Gateway::new();
+    let (status, body) = send(&gateway, &host, chat("mock-pro", &token("rs256_valid")));
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("model_not_allowed")), "the declared consumer's models apply");
+    let (status, _) = send(&gateway, &host, chat("mock", &token("rs256_valid")));
+    assert_eq!(status, 200);
+    let event = host.events().into_iter().last().unwrap();
+    assert_eq!((event.consumer.as_deref(), event.issuer.as_deref()), (Some("alice"), None));
+    assert_eq!(event.metadata.get("team").map(String::as_str), Some("payments"));
+    let (status, _) = send(&gateway, &host, chat("mock", "sk-alice"));
+    assert_eq!(status, 429, "the token and the key are one consumer with one counter");
+}
+
+#[test]
+fn consumer_map_must_name_a_declared_consumer() {
+    let errors = edge::Config::parse(&colliding_config(json!({ "consumer_map": { "alice": "nobody" } }))).unwrap_err();
+    assert!(errors.to_string().contains("auth.jwt.consumer_map.alice"), "{errors}");
+}

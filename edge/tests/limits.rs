@@ -199,3 +199,25 @@ fn a_failed_upstream_call_releases_its_reservation() {
     let (again, _) = run(&gateway, &host, chat(BOB, json!({ "model": "mock", "messages": [{ "role": "user", "content": "x" }] })));
     assert_eq!(again.status, 200, "the released capacity is usable");
 }
+
+#[test]
+fn budget_webhooks_are_signed_with_a_timestamped_hmac() {
+    let host = MemoryHost::new()
+        .with_config(&config(json!({
+            "budgets": [{ "scope": ["tenant"], "window": "month", "usd": "0.0002", "alerts": [50], "webhook_url": "https://hooks.example.com/budget" }],
+            "quota": { "webhook_secret": "WEBHOOK_SIGNING_KEY" }
+        })))
+        .with_secret("WEBHOOK_SIGNING_KEY", "whsec_test")
+        .with_upstream(|_| edge::testing::Scripted::Respond(edge::OutboundResponse { status: 204, headers: Vec::new(), body: Body::Empty }));
+    let gateway = Gateway::new();
+    let body = json!({ "model": "mock", "max_tokens": 20, "messages": [{ "role": "user", "content": "spend" }] });
+    for _ in 0..20 {
+        run(&gateway, &host, chat(ALICE, body.clone()));
+    }
+    let hook = host.requests().into_iter().find(|r| r.url == "https://hooks.example.com/budget").expect("the alert was sent");
+    let signature = hook.headers.iter().find(|(k, _)| k == "x-gateway-signature").map(|(_, v)| v.clone()).expect("signed");
+    let (t, v1) = signature.strip_prefix("t=").unwrap().split_once(",v1=").unwrap();
+    let expected = edge::pipeline::limit::webhook_signature(b"whsec_test", t.parse().unwrap(), std::str::from_utf8(&hook.body).unwrap());
+    assert_eq!(expected, signature);
+    assert_eq!(v1.len(), 64);
+}

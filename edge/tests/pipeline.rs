@@ -475,6 +475,20 @@ fn an_invalid_config_is_a_500_naming_the_field() {
 }
 
 #[test]
+fn an_invalid_config_shows_clients_the_fields_never_the_values_and_logs_the_details() {
+    let host = MemoryHost::new().with_config(
+        r#"{"auth":{"mode":"none"},"providers":{"up":{"kind":"openai","base_url":"ftp://deploy:hunter2@10.0.0.1/v1"}},"models":{"x":{"provider":"up"}}}"#,
+    );
+    let (status, body) = json_of(run(&host, post("/v1/chat/completions", CHAT)));
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("config_invalid")));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("providers.up.base_url"), "{message}");
+    assert!(!body.to_string().contains("hunter2") && !body.to_string().contains("10.0.0.1"), "{body}");
+    let event = host.events().pop().unwrap();
+    assert!(event.error_detail.as_deref().is_some_and(|d| d.contains("providers.up.base_url: must be")), "{event:?}");
+}
+
+#[test]
 fn cors_preflight_and_headers_when_configured() {
     let host = MemoryHost::new().with_config(r#"{"auth":{"mode":"none"},"cors":{"allow_origins":["https://app.example"]},"providers":{"m":{"kind":"mock"}},"models":{"mock":{"provider":"m"}}}"#);
     let preflight = Request {
@@ -564,4 +578,26 @@ fn a_long_stream_with_steady_chunks_outlives_the_request_timeout() {
     let rest = String::from_utf8(pool.run_until(body.map(|c| c.unwrap()).concat())).unwrap();
     assert_eq!(rest, "data: [DONE]\n\n");
     assert_eq!(host.events()[0].outcome, Outcome::Completed);
+}
+
+#[test]
+fn repeated_failed_authentication_from_one_address_is_slowed_without_locking_out_the_key() {
+    let host = host();
+    let from = |ip: &str, key: &str| {
+        let mut request = get("/v1/models");
+        request.headers = vec![("authorization".into(), format!("Bearer {key}")), ("cf-connecting-ip".into(), ip.into())];
+        request
+    };
+    let send = |request| host.block_on(Gateway::new().handle(request, &host));
+    for i in 0..edge::pipeline::throttle::FAILURES_PER_MINUTE {
+        assert_eq!(error_code(send(from("198.51.100.7", "sk-guess"))).0, 401, "failure {i}");
+    }
+    let started = edge::Host::now_ms(&host);
+    let slowed = send(from("198.51.100.7", "sk-guess"));
+    assert!(edge::Host::now_ms(&host) - started >= edge::pipeline::throttle::TARPIT_MS, "answered after the delay");
+    assert!(slowed.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("retry-after")));
+    assert_eq!(error_code(slowed), (429, "rate_limit_exceeded".into()));
+    let (status, _) = json_of(send(from("198.51.100.7", CLIENT_KEY)));
+    assert_eq!(status, 200, "the legitimate key from the same address still works");
+    assert_eq!(error_code(send(from("192.0.2.1", "sk-guess"))).0, 401, "another address is not slowed");
 }

@@ -11,8 +11,10 @@ const ADMIN_KEY = "adm-e2e-0123456789abcdef0123456789abcdef";
 const ADMIN_ACTOR = `admin:${sha256Hex(ADMIN_KEY).slice(0, 8)}`;
 
 function adminConfig() {
+  // Only the mock provider: this shipped document allows no private upstreams.
+  const { network: _devNetwork, ...shipped } = makeConfig({ models: { "mock-large": { provider: "mock" } } });
   return {
-    ...makeConfig({ models: { "mock-large": { provider: "mock" } } }),
+    ...shipped,
     admin: { key_sha256: sha256Hex(ADMIN_KEY) },
     rate_limits: [{ scope: ["consumer"], metric: "requests", window: "day", limit: 100 }],
   };
@@ -337,5 +339,85 @@ describe("admin API", () => {
     const unknown = await admin("GET", "/admin/nothing");
     assert.equal(unknown.status, 404);
     assert.equal((await readError(unknown)).type, "not_found_error");
+  });
+
+  test("a virtual key dies with its consumer; listings never mix consumers sharing a prefix", async () => {
+    const open = { ...structuredClone(config), rate_limits: [] };
+    await json(await admin("PUT", "/admin/config", { body: open }), 200);
+    const { key } = await createKey({ consumer: "web" });
+    assert.deepEqual(await chatStatus(key), [200, null]);
+    const withoutWeb = { ...open, auth: { ...open.auth, consumers: open.auth.consumers.filter((c) => c.id !== "web") } };
+    await json(await admin("PUT", "/admin/config", { body: withoutWeb }), 200);
+    for (const model of ["mock", "mock-large"]) {
+      const [status, error] = await chatStatus(key, model);
+      assert.equal(status, 401, model);
+      assert.equal(error.code, "invalid_api_key");
+    }
+
+    const alice = await createKey({ consumer: "alice" });
+    const evil = await createKey({ consumer: "alice:evil" });
+    const { body } = await json(await admin("GET", "/admin/consumers/alice/keys"), 200);
+    assert.deepEqual(body.data.map((r) => r.id), [alice.record.id], `not ${evil.record.id}`);
+  });
+
+  test("PUT /admin/config cannot reach private addresses, plain http, or send a secret to a new origin", async () => {
+    const attempts = [
+      [{ evil: { kind: "openai", base_url: "https://169.254.169.254/latest" } }, "providers.evil.base_url"],
+      [{ evil: { kind: "openai", base_url: "https://127.0.0.1:8787/v1" } }, "providers.evil.base_url"],
+      [{ evil: { kind: "openai", base_url: "http://api.example.com/v1" } }, "providers.evil.base_url"],
+      [{ evil: { kind: "openai", base_url: "https://attacker.example/v1", api_key_secret: "OPENAI_API_KEY" } }, "providers.evil.api_key_secret"],
+    ];
+    for (const [providers, field] of attempts) {
+      const res = await admin("PUT", "/admin/config", { body: { ...config, providers: { ...config.providers, ...providers } } });
+      assert.equal(res.status, 400, field);
+      const error = await readError(res);
+      assert.equal(error.param, field);
+    }
+    const widen = await admin("PUT", "/admin/config", { body: { ...config, network: { allow_private_upstreams: true } } });
+    assert.equal(widen.status, 400);
+    assert.equal((await readError(widen)).param, "network.allow_private_upstreams");
+  });
+
+  test("malformed admin paths are 404 JSON, and failed admin logins are listed apart from changes", async () => {
+    for (const pathname of ["/admin/consumers/keys", "/admin/consumers//keys", "/admin/usage/"]) {
+      const res = await admin("GET", pathname);
+      assert.equal(res.status, 404, pathname);
+      assert.equal((await readError(res)).type, "not_found_error", pathname);
+    }
+    const { body, text } = await json(await admin("GET", "/admin/audit/logins"), 200);
+    const failed = body.data.filter((e) => e.action === "login.failed");
+    assert.ok(failed.length >= 3, `the refused keys of the first test: ${text}`);
+    assert.ok(failed.every((e) => e.actor.startsWith("ip:")));
+    for (const key of ["adm-wrong", KEYS.web, KEYS.limited]) assert.ok(!text.includes(key), "a guessed key is never stored");
+  });
+
+  test("PUT /admin/config refuses CR/LF in values bound for upstream URLs and headers, naming the field", async () => {
+    const cases = [
+      [{ providers: { ...config.providers, evil: { kind: "openai", base_url: "https://api.example.com/v1\r\nHost: x" } } }, "providers.evil.base_url"],
+      [{ models: { ...config.models, crlf: { provider: "mock", upstream_model: "m\r\nx-evil: 1" } } }, "models.crlf.upstream_model"],
+    ];
+    for (const [change, field] of cases) {
+      const res = await admin("PUT", "/admin/config", { body: { ...config, ...change } });
+      assert.equal(res.status, 400, field);
+      assert.equal((await readError(res)).param, field);
+    }
+  });
+
+  test("repeated wrong keys from one address are slowed with 429; the right key from it still works", async () => {
+    const from = (key) => gw.fetch("/v1/models", { headers: { authorization: `Bearer ${key}`, "cf-connecting-ip": "198.51.100.23" } });
+    for (let i = 0; i < 20; i++) {
+      const res = await from("sk-guess");
+      assert.equal(res.status, 401, `failure ${i}`);
+      await res.arrayBuffer();
+    }
+    const started = Date.now();
+    const slowed = await from("sk-guess");
+    assert.equal(slowed.status, 429);
+    assert.ok(Date.now() - started >= 900, "answered after the delay");
+    assert.ok(Number(slowed.headers.get("retry-after")) >= 1);
+    await slowed.arrayBuffer();
+    const legit = await from(KEYS.limited);
+    assert.equal(legit.status, 200, "a valid key is never refused by the throttle");
+    await legit.arrayBuffer();
   });
 });

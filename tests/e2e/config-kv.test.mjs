@@ -14,6 +14,7 @@ function doc({ auth, models, upstreamBaseUrl }) {
   return {
     limits: { config_refresh_ms: 0, upstream_timeout_ms: 10000 },
     auth,
+    network: { allow_private_upstreams: true },
     providers: {
       mock: { kind: "mock" },
       upstream: { kind: "openai", base_url: upstreamBaseUrl, api_key_secret: "OPENAI_API_KEY" },

@@ -285,4 +285,17 @@ describe("invalid configuration", () => {
     }
     await bad.kv.delete("config");
   });
+
+  test("the client sees which fields are invalid, never their values", async () => {
+    const doc = makeConfig({ providers: { leaky: { kind: "openai", base_url: "ftp://deploy:hunter2@10.0.0.1/v1" } }, models: { x: { provider: "leaky" } } });
+    await bad.kv.put("config", JSON.stringify(doc));
+    const res = await bad.post("/v1/chat/completions", chatBody("mock"), { key: KEYS.web });
+    const requestId = res.headers.get("x-request-id");
+    const err = await expectError(Promise.resolve(res), 500, "config_invalid");
+    assert.match(err.message, /providers\.leaky\.base_url/);
+    assert.ok(!err.raw.includes("hunter2") && !err.raw.includes("10.0.0.1"), err.raw);
+    const event = await bad.waitForLog((e) => e.request_id === requestId);
+    assert.match(event.error_detail, /providers\.leaky\.base_url: must be/);
+    await bad.kv.delete("config");
+  });
 });

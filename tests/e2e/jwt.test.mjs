@@ -53,7 +53,8 @@ before(async () => {
           models: ["mock"],
           tiers: { pro: { models: ["*"] } },
         },
-        consumers: config.auth.consumers,
+        // `limited` has labels of its own, which a token whose subject is `limited` must not get.
+        consumers: config.auth.consumers.map((c) => (c.id === "limited" ? { ...c, metadata: { team: "payments" } } : c)),
       };
     },
   });
@@ -101,5 +102,14 @@ describe("JWT bearer tokens", () => {
       assert.equal(error.code, "invalid_token", name);
       assert.ok(!error.raw.includes(token.slice(0, 30)), `${name}: the token is not echoed`);
     }
+  });
+
+  test("a token subject equal to an API-key consumer's id is its issuer's identity, not that consumer", async () => {
+    const token = makeToken({ alg: "RS256", kid: "rsa-1", key: privateKeys.rsa, claims: claims({ sub: "limited" }) });
+    const res = await gw.post("/v1/chat/completions", chatBody("gpt-4o-mini"), { key: token });
+    assert.equal(res.status, 200, "the pro tier's models, not the consumer `limited`'s mock* list");
+    await res.arrayBuffer();
+    const event = await gw.waitForLog((e) => e.consumer === "limited" && e.issuer === ISSUER);
+    assert.equal(event.metadata, undefined, "the configured consumer's metadata is not the token's");
   });
 });

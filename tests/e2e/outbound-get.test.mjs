@@ -48,6 +48,7 @@ describe("a JWKS fetched from jwks_url", () => {
           mode: "jwt",
           jwt: { issuers: fixtures.rules.issuers, audiences: fixtures.rules.audiences, jwks_url: `${idp.url}/.well-known/jwks.json`, models: ["mock"] },
         },
+        network: { allow_private_upstreams: true },
         providers: { mock: { kind: "mock" } },
         models: { mock: { provider: "mock" } },
       },
@@ -92,6 +93,7 @@ describe("live carbon intensity from the feed", () => {
       config: {
         auth: { mode: "none" },
         admin: { key_sha256: sha256Hex(ADMIN) },
+        network: { allow_private_upstreams: true },
         providers: {
           de: { kind: "openai", base_url: de.baseUrl, api_key_secret: "UP_KEY" },
           fr: { kind: "openai", base_url: fr.baseUrl, api_key_secret: "UP_KEY" },

@@ -48,6 +48,11 @@ pub(super) struct RawJwt {
     models: Option<Vec<String>>,
     #[serde(default)]
     tiers: BTreeMap<String, RawTier>,
+    /// Consumer-claim values that act as a declared API-key consumer (its access, limits,
+    /// budgets, guard and metadata). Every other token subject is its own identity, namespaced
+    /// by issuer.
+    #[serde(default)]
+    consumer_map: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +131,8 @@ pub struct JwtAuth {
     /// Models a token holder may use unless its tier says otherwise (default: all).
     pub models: ModelAccess,
     pub tiers: BTreeMap<String, ModelAccess>,
+    /// Consumer-claim value → declared consumer id, for tokens that act as that consumer.
+    pub consumer_map: BTreeMap<String, String>,
 }
 
 /// What the configuration says about a consumer besides its key and access.
@@ -185,6 +192,11 @@ pub(super) fn validate_auth(
         RawAuth::Jwt { jwt: raw_jwt, consumers } => {
             auth.jwt = validate_jwt(*raw_jwt, models, issue);
             validate_consumers(consumers, models, guards, &mut auth, issue);
+            for (claim, consumer) in auth.jwt.iter().flat_map(|jwt| &jwt.consumer_map) {
+                if !auth.access.contains_key(consumer) {
+                    issue(format!("auth.jwt.consumer_map.{claim}"), format!("names '{consumer}', which is not a consumer in auth.consumers"));
+                }
+            }
         }
     }
     auth
@@ -332,6 +344,7 @@ fn validate_jwt(raw: RawJwt, models: &BTreeMap<String, ModelRoute>, issue: &mut 
         jwks_refresh_ms: raw.jwks_refresh_ms.unwrap_or(600_000).clamp(10_000, 86_400_000),
         models: raw.models.map(ModelAccess::new).unwrap_or_else(ModelAccess::all),
         tiers: raw.tiers.into_iter().map(|(name, t)| (name, ModelAccess::new(t.models))).collect(),
+        consumer_map: raw.consumer_map,
     })
 }
 

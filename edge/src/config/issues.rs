@@ -49,3 +49,12 @@ pub(super) fn valid_name(name: &str) -> bool {
 pub(super) fn yes() -> bool {
     true
 }
+
+/// A value that ends up in an upstream URL or header: control characters (CR, LF, NUL...) would
+/// split a header or the request line, so they are refused when the document is validated rather
+/// than failing (or worse) at request time.
+pub(super) fn check_no_control(value: &str, path: impl FnOnce() -> String, issue: &mut dyn FnMut(String, String)) {
+    if value.chars().any(char::is_control) {
+        issue(path(), "must not contain control characters (CR, LF, ...)".into());
+    }
+}

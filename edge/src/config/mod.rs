@@ -21,6 +21,7 @@ mod identity;
 mod issues;
 mod limits;
 mod models;
+mod network;
 mod providers;
 mod quota;
 mod routing;
@@ -38,6 +39,7 @@ pub(crate) use issues::field_path;
 pub use issues::{ConfigErrors, ConfigIssue};
 pub use limits::Limits;
 pub use models::{ModelKind, ModelRoute};
+pub use network::{check_outbound_url, NetworkPolicy, UrlRefusal};
 pub use providers::{
     AnthropicConfig, AzureConfig, BedrockConfig, CohereConfig, GeminiApi, GeminiConfig, OpenAiFlavor, OpenAiProviderConfig, ProviderConfig,
     WorkersAiBindingConfig,
@@ -51,6 +53,7 @@ use guards::RawGuard;
 use identity::{RawAuth, RawTenant};
 use limits::RawLimits;
 use models::RawModel;
+use network::RawNetwork;
 use providers::RawProvider;
 use quota::{RawBudget, RawPrice, RawQuota, RawRateLimit};
 use routing::{RawCarbonFeed, RawResidency};
@@ -90,6 +93,9 @@ struct RawConfig {
     /// Live grid carbon intensity (Electricity Maps), refreshed on a schedule into KV.
     #[serde(default)]
     carbon_feed: Option<RawCarbonFeed>,
+    /// The outbound policy: honoured from the shipped document only (see `network.rs`).
+    #[serde(default)]
+    network: Option<RawNetwork>,
 }
 
 /// A validated configuration. Construct it with [`Config::parse`].
@@ -117,18 +123,31 @@ pub struct Config {
     /// Models served by several targets, with how to choose among them.
     pub routes: BTreeMap<String, policy::route::RouteSpec>,
     pub residency: Residency,
+    /// The outbound policy this document was checked against (always the shipped document's).
+    pub network: NetworkPolicy,
+}
+
+/// Which document is being validated, and so whose outbound policy applies.
+enum Provenance<'a> {
+    /// The document shipped with the deployment: its own `network` section is the policy.
+    Shipped,
+    /// A document from KV or `PUT /admin/config`: the shipped document's policy applies.
+    Override(&'a NetworkPolicy),
 }
 
 impl Config {
-    /// Parse and validate a JSON configuration document.
+    /// Parse and validate a JSON configuration document as the shipped one (its own `network`
+    /// section is the outbound policy).
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        let deserializer = &mut serde_json::Deserializer::from_str(text);
-        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let message = err.inner().to_string();
-            let path = field_path(err.path().to_string(), &message);
-            ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
-        })?;
-        validate(raw)
+        validate(read_raw(text)?, Provenance::Shipped)
+    }
+
+    /// Parse and validate a document that overrides the shipped one (the KV key `config`, `PUT
+    /// /admin/config`) under the shipped document's outbound policy: without a valid shipped
+    /// document, the strictest (public https only, no provider secret allowed).
+    pub fn parse_override(text: &str, shipped: Option<&str>) -> Result<Config, ConfigErrors> {
+        let policy = shipped.and_then(|t| Config::parse(t).ok()).map(|c| c.network).unwrap_or_default();
+        validate(read_raw(text)?, Provenance::Override(&policy))
     }
 
     /// The caller's metadata: the tenant's, overridden key by key by the consumer's own.
@@ -138,6 +157,11 @@ impl Config {
             out.extend(profile.metadata.clone());
         }
         out
+    }
+
+    /// Whether `auth.consumers` declares `consumer` (the owner test of virtual keys).
+    pub fn declares_consumer(&self, consumer: &str) -> bool {
+        self.access.contains_key(consumer)
     }
 
     /// The access list of an authenticated consumer (everything for anonymous callers).
@@ -160,8 +184,18 @@ impl Config {
     }
 }
 
+/// Phase one: the document as written, or the one deserialisation error with its path.
+fn read_raw(text: &str) -> Result<RawConfig, ConfigErrors> {
+    let deserializer = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let message = err.inner().to_string();
+        let path = field_path(err.path().to_string(), &message);
+        ConfigErrors(vec![ConfigIssue { path: if path.is_empty() { "(document)".into() } else { path }, message }])
+    })
+}
+
 /// Phase two: every section, each against those it refers to, collecting all the issues.
-fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
+fn validate(raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, ConfigErrors> {
     let mut issues = Vec::new();
     let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
 
@@ -182,10 +216,38 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigErrors> {
     let cors = raw.cors.map(cors::validate_cors);
     let tenants = identity::validate_tenants(raw.tenants, &consumer_tenants, &models, &mut issue);
     let admin = admin::validate_admin(raw.admin, &keys, &mut issue);
+    let webhooks = quota::webhook_urls(&raw.budgets);
     let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
-
+    let network = match provenance {
+        Provenance::Shipped => network::policy_of_shipped(raw.network, &providers, &mut issue),
+        Provenance::Override(shipped) => {
+            network::check_not_wider(raw.network, shipped, &mut issue);
+            shipped.clone()
+        }
+    };
+    // The outbound policy is checked on an otherwise valid document (one report per field).
+    let mut outbound_issues = Vec::new();
+    {
+        let mut outbound = network::Outbound { providers: &providers, urls: Vec::new(), other_secrets: Vec::new() };
+        if let Some(jwt) = &jwt {
+            outbound.urls.extend(jwt.jwks_url.as_deref().map(|url| ("auth.jwt.jwks_url".to_string(), url)));
+            outbound.other_secrets.extend(jwt.hmac_secrets.iter().map(|(_, name)| ("auth.jwt.keys".to_string(), name.as_str(), "the JWT HMAC key")));
+        }
+        if let Some(feed) = &carbon_feed {
+            outbound.urls.push(("carbon_feed.base_url".into(), &feed.base_url));
+            outbound.other_secrets.push(("carbon_feed.token_secret".into(), &feed.token_secret, "the carbon feed's token"));
+        }
+        outbound.urls.extend(webhooks.iter().map(|(path, url)| (path.clone(), url.as_str())));
+        if let Some(name) = &quota.webhook_secret {
+            outbound.other_secrets.push(("quota.webhook_secret".into(), name, "the webhook signing key"));
+        }
+        network::check_outbound(&outbound, &network, &mut |path, message| outbound_issues.push(ConfigIssue { path, message }));
+    }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed })
+        issues = outbound_issues;
+    }
+    if issues.is_empty() {
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network })
     } else {
         Err(ConfigErrors(issues))
     }
@@ -223,6 +285,39 @@ mod tests {
         }
         assert!(config.access["web"].allows("mock"));
         assert!(!config.access["web"].allows("gpt-4o-mini"));
+    }
+
+    #[test]
+    fn a_secret_serves_one_purpose_even_in_the_shipped_document() {
+        let doc = GOOD.replace(
+            r#""models": {"#,
+            r#""carbon_feed": { "token_secret": "OPENAI_API_KEY", "zones": { "r": "NL" } }, "models": {"#,
+        );
+        let err = Config::parse(&doc).unwrap_err();
+        assert_eq!(err.0[0].path, "carbon_feed.token_secret", "{err}");
+    }
+
+    #[test]
+    fn an_override_is_held_to_the_shipped_outbound_policy() {
+        let http = GOOD.replace("https://api.openai.com/v1/", "http://127.0.0.1:9000/v1");
+        let dev = http.replacen('{', r#"{ "network": { "allow_private_upstreams": true },"#, 1);
+        assert_eq!(Config::parse(&http).unwrap_err().0[0].path, "providers.openai.base_url");
+        assert!(Config::parse(&dev).unwrap().network.allow_private_upstreams);
+        assert!(Config::parse_override(&http, Some(&dev)).is_ok(), "the shipped document allows it");
+        assert_eq!(Config::parse_override(&dev, Some(GOOD)).unwrap_err().0[0].path, "network.allow_private_upstreams");
+        assert_eq!(Config::parse_override(GOOD, None).unwrap_err().0[0].path, "providers.openai.api_key_secret", "no shipped document: no secret may leave");
+    }
+
+    #[test]
+    fn control_characters_bound_for_urls_or_headers_are_refused_with_the_field() {
+        let doc = r#"{ "auth": {"mode": "none"},
+            "providers": {
+                "a": { "kind": "anthropic", "api_key_secret": "A_KEY", "version": "2023-06-01\r\nx-evil: 1" },
+                "o": { "kind": "openai", "base_url": "https://api.example.com/v1\r\nHost: evil" }
+            },
+            "models": { "m": { "provider": "a", "upstream_model": "claude\nx" } } }"#;
+        let paths: Vec<String> = Config::parse(doc).unwrap_err().0.into_iter().map(|i| i.path).collect();
+        assert_eq!(paths, ["providers.a.version", "providers.o.base_url", "models.m.upstream_model"]);
     }
 
     #[test]

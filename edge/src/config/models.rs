@@ -109,6 +109,8 @@ pub(super) fn validate_models(
         if matches!(&model.upstream_model, Some(m) if m.trim().is_empty()) {
             issue(format!("{path}.upstream_model"), "must not be empty".into());
         }
+        // The model name travels in the URL (Gemini, Bedrock, Workers AI) or the body upstream.
+        super::issues::check_no_control(&upstream_model, || format!("{path}.upstream_model"), issue);
         let route_fields = model.strategy.is_some()
             || model.fallback_on.is_some()
             || model.max_attempts.is_some()
@@ -152,6 +154,7 @@ pub(super) fn validate_models(
                 issue(format!("{at}.canary"), "is a percentage between 0 and 100".into());
             }
             let model_name = target.upstream_model.unwrap_or_else(|| name.clone());
+            super::issues::check_no_control(&model_name, || format!("{at}.upstream_model"), issue);
             let price = price_table.get(&model_name).copied();
             out.push(policy::route::Target {
                 id: target.id,

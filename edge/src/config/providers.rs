@@ -304,7 +304,9 @@ impl ProviderCheck<'_> {
             return String::new();
         };
         let url = url.trim_end_matches('/').to_string();
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+        if url.chars().any(char::is_control) {
+            self.issue(field, "must not contain control characters (CR, LF, ...)".into());
+        } else if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
             self.issue(field, format!("must be an http(s) URL, got '{url}'"));
         }
         url
@@ -405,7 +407,7 @@ fn validate_provider(provider: RawProvider, path: &str, issue: &mut dyn FnMut(St
         RawProvider::AzureOpenai(raw) => {
             check.secret(&raw.api_key_secret, "api_key_secret");
             check.timeout(raw.timeout_ms);
-            if !(raw.api_version.len() >= 10 && raw.api_version.starts_with("20")) {
+            if !(raw.api_version.len() >= 10 && raw.api_version.starts_with("20")) || raw.api_version.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-')) {
                 check.issue("api_version", format!("must be an Azure OpenAI API version such as 2024-10-21, got '{}'", raw.api_version));
             }
             let base_url = check.url(Some(raw.base_url), None, "base_url");
@@ -415,6 +417,9 @@ fn validate_provider(provider: RawProvider, path: &str, issue: &mut dyn FnMut(St
             check.secret(&raw.api_key_secret, "api_key_secret");
             check.timeout(raw.timeout_ms);
             let base_url = check.url(raw.base_url, Some("https://api.anthropic.com".into()), "base_url");
+            if raw.version.as_deref().is_some_and(|v| v.is_empty() || v.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-'))) {
+                check.issue("version", "must be an anthropic-version such as 2023-06-01 (letters, digits, '-'); it is sent as a header".into());
+            }
             ProviderConfig::Anthropic(AnthropicConfig {
                 base_url,
                 api_key_secret: raw.api_key_secret,

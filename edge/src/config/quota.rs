@@ -38,6 +38,11 @@ pub(super) struct RawBudget {
     on_store_error: Option<String>,
 }
 
+/// Each budget's webhook URL with its field path (for the outbound policy in `network`).
+pub(super) fn webhook_urls(budgets: &[RawBudget]) -> Vec<(String, String)> {
+    budgets.iter().enumerate().filter_map(|(i, b)| b.webhook_url.clone().map(|url| (format!("budgets[{i}].webhook_url"), url))).collect()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrice {
@@ -56,6 +61,9 @@ pub(super) struct RawQuota {
     /// Longest wait for the counter store before its failure mode applies.
     #[serde(default)]
     store_timeout_ms: Option<u64>,
+    /// The NAME of the secret that signs budget webhooks (`x-gateway-signature`).
+    #[serde(default)]
+    webhook_secret: Option<String>,
 }
 
 /// Rate limits, budgets and prices, validated.
@@ -66,6 +74,8 @@ pub struct Quota {
     pub prices: policy::limits::PriceTable,
     pub default_max_output_tokens: u64,
     pub store_timeout_ms: u64,
+    /// The name of the secret budget webhooks are signed with (HMAC-SHA256), when set.
+    pub webhook_secret: Option<String>,
 }
 
 /// The limits that share one scope (so one counter object holds all of them).
@@ -230,5 +240,8 @@ pub(super) fn validate_quota(
     if store_timeout_ms == 0 || store_timeout_ms > 30_000 {
         issue("quota.store_timeout_ms".into(), "must be between 1 and 30000".into());
     }
-    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms }
+    if raw.webhook_secret.as_deref().is_some_and(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
+        issue("quota.webhook_secret".into(), "must be the NAME of a secret (letters, digits, '_'), not the key itself".into());
+    }
+    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms, webhook_secret: raw.webhook_secret }
 }

@@ -11,9 +11,16 @@ use crate::host::Host;
 /// The KV key that holds a configuration document overriding the shipped one.
 pub const CONFIG_KV_KEY: &str = "config";
 
+/// A configuration document and where it came from (which decides whose outbound policy applies).
+#[derive(PartialEq, Eq)]
+enum Source {
+    Shipped(String),
+    Override(String),
+}
+
 /// The parsed configuration and the text it came from.
 struct LoadedConfig {
-    text: String,
+    text: Source,
     parsed: Result<Rc<Config>, ConfigErrors>,
     checked_at_ms: u64,
 }
@@ -41,8 +48,8 @@ impl ConfigCache {
             }
         }
         let text = match host.kv_get(CONFIG_KV_KEY).await {
-            Ok(Some(text)) => Some(text),
-            Ok(None) => host.shipped_config(),
+            Ok(Some(text)) => Some(Source::Override(text)),
+            Ok(None) => host.shipped_config().map(Source::Shipped),
             Err(error) => {
                 // Keep serving with the last good configuration rather than failing every request
                 // while the store is unavailable; without one, fail closed.
@@ -61,7 +68,12 @@ impl ConfigCache {
         match slot.as_mut() {
             Some(loaded) if loaded.text == text => loaded.checked_at_ms = now,
             _ => {
-                let parsed = Config::parse(&text).map(Rc::new);
+                let parsed = match &text {
+                    Source::Shipped(t) => Config::parse(t),
+                    // Checked under the shipped document's outbound policy, never its own.
+                    Source::Override(t) => Config::parse_override(t, host.shipped_config().as_deref()),
+                }
+                .map(Rc::new);
                 *slot = Some(LoadedConfig { text, parsed, checked_at_ms: now });
             }
         }

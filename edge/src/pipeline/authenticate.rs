@@ -11,9 +11,18 @@ use crate::http::Request;
 use crate::isolate::IsolateState;
 use crate::key_store;
 use crate::pipeline::context::Caller;
+use crate::pipeline::throttle;
 
-/// Establish the caller of `request`.
+/// Establish the caller of `request`. A refused credential is counted against the client's
+/// address and, past the limit, answered with a delayed `429` (`pipeline/throttle.rs`).
 pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, request: &Request, host: &H) -> Result<Caller, GatewayError> {
+    match identify(state, config, request, host).await {
+        Err(error) if throttle::is_credential_failure(&error) => Err(throttle::failed(request, error, host).await),
+        other => other,
+    }
+}
+
+async fn identify<H: Host>(state: &IsolateState, config: &Config, request: &Request, host: &H) -> Result<Caller, GatewayError> {
     let presented = match request.header("authorization") {
         Some(value) => {
             let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
@@ -26,7 +35,7 @@ pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, reques
     };
     if let (Some(jwt), Some(token)) = (&config.jwt, presented) {
         if looks_like_jwt(token) {
-            return verify_jwt(state, jwt, token, host).await;
+            return verify_jwt(state, config, jwt, token, host).await;
         }
     }
     match config.keys.authenticate(presented) {
@@ -45,7 +54,8 @@ pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, reques
                 Some(token) => key_store::active_key(token, host).await?,
                 None => None,
             };
-            let record = record.ok_or(GatewayError::InvalidCredential)?;
+            // A key whose consumer was removed from the configuration is refused, not widened.
+            let record = record.filter(|r| r.owner_present(config.declares_consumer(&r.consumer))).ok_or(GatewayError::InvalidCredential)?;
             Ok(Caller {
                 tenant: record.tenant.clone().or_else(|| config.consumer_tenants.get(&record.consumer).cloned()),
                 key_id: Some(record.id),
@@ -59,7 +69,7 @@ pub async fn authenticate<H: Host>(state: &IsolateState, config: &Config, reques
 
 /// Verify a bearer JWT against the configured keys: static ones, HS256 secrets resolved through
 /// the host, and the JWKS URL's (refetched once when the token names an unknown key).
-async fn verify_jwt<H: Host>(state: &IsolateState, jwt: &JwtAuth, token: &str, host: &H) -> Result<Caller, GatewayError> {
+async fn verify_jwt<H: Host>(state: &IsolateState, config: &Config, jwt: &JwtAuth, token: &str, host: &H) -> Result<Caller, GatewayError> {
     let now_secs = host.now_ms() / 1000;
     let mut keys = jwt.keys.clone();
     for (kid, secret_name) in &jwt.hmac_secrets {
@@ -68,7 +78,7 @@ async fn verify_jwt<H: Host>(state: &IsolateState, jwt: &JwtAuth, token: &str, h
             .filter(|s| !s.is_empty())
             .ok_or_else(|| GatewayError::MissingSecret { name: secret_name.clone() })?;
         let key = JwtKey::hs256(secret.as_bytes()).map_err(|_| GatewayError::ConfigInvalid {
-            errors: vec![format!("the secret '{secret_name}' is not a usable HS256 key (at least 32 bytes)")],
+            errors: vec![format!("auth.jwt.keys: the secret '{secret_name}' is not a usable HS256 key (at least 32 bytes)")],
         })?;
         keys.push(match kid {
             Some(kid) => key.with_kid(kid.clone()),
@@ -92,9 +102,29 @@ async fn verify_jwt<H: Host>(state: &IsolateState, jwt: &JwtAuth, token: &str, h
             }
         }
     }
-    match verdict {
-        Ok(identity) => Ok(Caller { consumer: Some(identity.consumer), tenant: identity.tenant, tier: identity.tier, key_id: None, via_jwt: true, key_models: None }),
-        Err(error) => Err(GatewayError::InvalidToken { reason: error.code() }),
+    let identity = verdict.map_err(|error| GatewayError::InvalidToken { reason: error.code() })?;
+    Ok(jwt_caller(config, jwt, identity))
+}
+
+/// The caller a verified token makes: a declared consumer when `auth.jwt.consumer_map` maps the
+/// token's consumer claim to one, otherwise the issuer's subject, an identity of its own that
+/// shares nothing with a configured consumer of the same name (see [`Caller::consumer_key`]).
+fn jwt_caller(config: &Config, jwt: &JwtAuth, identity: policy::identity::JwtIdentity) -> Caller {
+    match jwt.consumer_map.get(&identity.consumer) {
+        Some(id) => Caller {
+            tenant: config.consumer_tenants.get(id).cloned().or(identity.tenant),
+            tier: identity.tier.or_else(|| config.consumer_profiles.get(id).and_then(|p| p.tier.clone())),
+            consumer: Some(id.clone()),
+            ..Caller::default()
+        },
+        None => Caller {
+            consumer: Some(identity.consumer),
+            tenant: identity.tenant,
+            tier: identity.tier,
+            via_jwt: true,
+            issuer: Some(identity.issuer.unwrap_or_default()),
+            ..Caller::default()
+        },
     }
 }
 

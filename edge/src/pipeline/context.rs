@@ -21,6 +21,8 @@ pub struct Caller {
     pub key_id: Option<String>,
     /// The identity came from a bearer JWT (its tiers decide model access).
     pub via_jwt: bool,
+    /// The issuer (`iss`) of the token a JWT identity came from (empty when the token has none).
+    pub issuer: Option<String>,
     /// A virtual key's own model allow-list: narrows what its consumer may use.
     pub key_models: Option<policy::access::ModelAccess>,
 }
@@ -33,6 +35,18 @@ impl Caller {
         } else {
             self.consumer.as_deref()
         }
+    }
+
+    /// The name per-consumer state (rate limits, budgets, routing conditions) is kept under: a
+    /// configured consumer's id, or `jwt:<issuer>:<subject>` for a token's subject. A token whose
+    /// `sub` equals a configured consumer's id therefore never shares that consumer's counters;
+    /// only `auth.jwt.consumer_map` may make a token act as a configured consumer.
+    pub fn consumer_key(&self) -> Option<String> {
+        let consumer = self.consumer.as_deref()?;
+        Some(match (self.via_jwt, &self.issuer) {
+            (true, issuer) => format!("jwt:{}:{consumer}", issuer.as_deref().unwrap_or("")),
+            (false, _) => consumer.to_string(),
+        })
     }
 }
 
@@ -65,6 +79,8 @@ pub struct RequestContext {
     pub guard: Option<GuardSummary>,
     /// Milliseconds to the upstream's response head, once known.
     pub latency_ms: Option<u64>,
+    /// What the operator's log gets about a failure the client sees only generically.
+    pub error_detail: Option<String>,
 }
 
 impl RequestContext {
@@ -89,6 +105,7 @@ impl RequestContext {
             route: None,
             guard: None,
             latency_ms: None,
+            error_detail: None,
         }
     }
 
@@ -97,5 +114,21 @@ impl RequestContext {
     /// count made earlier is reused whichever way it was made.
     pub fn prompt_tokens(&mut self, request: &ChatRequest, exact: bool) -> u64 {
         *self.prompt_tokens.get_or_insert_with(|| crate::tokenize::chat_input_tokens(request, exact).0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Caller;
+
+    #[test]
+    fn token_subjects_are_keyed_by_issuer_and_never_as_a_configured_consumer() {
+        let configured = Caller { consumer: Some("alice".into()), ..Caller::default() };
+        let token = Caller { consumer: Some("alice".into()), via_jwt: true, issuer: Some("https://idp.example".into()), ..Caller::default() };
+        let other_issuer = Caller { issuer: Some("https://other.example".into()), ..token.clone() };
+        assert_eq!(configured.consumer_key().as_deref(), Some("alice"));
+        assert_eq!(token.consumer_key().as_deref(), Some("jwt:https://idp.example:alice"));
+        assert_ne!(token.consumer_key(), other_issuer.consumer_key());
+        assert_eq!(Caller::default().consumer_key(), None);
     }
 }

@@ -286,7 +286,7 @@ fn route_facts(config: &Config, ctx: &mut RequestContext, request: &ChatRequest)
         coordinates: location.coordinates,
         colo: location.colo.clone(),
         allowed_jurisdictions: allowed,
-        consumer: ctx.caller.consumer.clone(),
+        consumer: ctx.caller.consumer_key(),
         tier: ctx.caller.tier.clone(),
         metadata: ctx.metadata.clone(),
         headers: ctx.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),

@@ -39,6 +39,8 @@ struct Held {
     subject: String,
     jurisdiction: Option<String>,
     webhooks: Vec<String>,
+    /// The secret name budget webhooks are signed with (`quota.webhook_secret`).
+    webhook_secret: Option<String>,
 }
 
 /// A request admitted against its limits: settle or release it exactly once.
@@ -153,10 +155,11 @@ pub async fn reserve<H: Host>(
     let openai_family = matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_));
     let input_tokens = ctx.prompt_tokens(request, openai_family);
     let caller = &ctx.caller;
+    let consumer_key = caller.consumer_key();
     let header_refs: Vec<(&str, &str)> = ctx.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let facts = QuotaFacts {
         key_id: caller.key_id.as_deref(),
-        consumer: caller.consumer.as_deref(),
+        consumer: consumer_key.as_deref(),
         tenant: caller.tenant.as_deref(),
         headers: &header_refs,
     };
@@ -247,7 +250,7 @@ pub async fn admit<H: Host>(
             });
         }
         reservation.limits.extend(admission.limits);
-        reservation.held.push(Held { subject, jurisdiction: jurisdiction.clone(), webhooks: group.webhooks.clone() });
+        reservation.held.push(Held { subject, jurisdiction: jurisdiction.clone(), webhooks: group.webhooks.clone(), webhook_secret: quota.webhook_secret.clone() });
     }
     Ok(reservation)
 }
@@ -307,15 +310,18 @@ pub async fn settle<H: Host>(reservation: Reservation, charge: Charge, host: H) 
         if let Ok(CounterReply::Settled(settlement)) = host.counter(&held.subject, held.jurisdiction.as_deref(), &op).await {
             for alert in settlement.alerts {
                 for url in &held.webhooks {
-                    send_alert(&host, url, &held.subject, &alert).await;
+                    send_alert(&host, url, held.webhook_secret.as_deref(), &held.subject, &alert).await;
                 }
             }
         }
     }
 }
 
-/// POST a budget alert. The body names the subject and the numbers, never a key.
-async fn send_alert<H: Host>(host: &H, url: &str, subject: &str, alert: &Alert) {
+/// POST a budget alert. The body names the subject and the numbers, never a key. With
+/// `quota.webhook_secret` set, it carries `x-gateway-signature: t=<unix seconds>,v1=<hex>`, the
+/// HMAC-SHA256 of `<t>.<body>` under that secret (as Stripe signs its webhooks), so the receiver
+/// can tell it came from the gateway and refuse replays older than a few minutes.
+async fn send_alert<H: Host>(host: &H, url: &str, secret_name: Option<&str>, subject: &str, alert: &Alert) {
     let body = json!({
         "type": "budget_alert",
         "subject": subject,
@@ -327,11 +333,29 @@ async fn send_alert<H: Host>(host: &H, url: &str, subject: &str, alert: &Alert) 
         "window_start_ms": alert.window_start_ms,
         "window_end_ms": alert.window_end_ms,
     });
-    let request = OutboundRequest {
-        method: "POST",
-        url: url.to_string(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: body.to_string().into_bytes(),
-    };
+    let body = body.to_string();
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    if let Some(secret) = secret_name.and_then(|name| host.secret(name)).filter(|s| !s.is_empty()) {
+        headers.push(("x-gateway-signature".into(), webhook_signature(secret.as_bytes(), host.now_ms() / 1000, &body)));
+    }
+    let request = OutboundRequest { method: "POST", url: url.to_string(), headers, body: body.into_bytes() };
     let _ = with_timeout(host, 5_000, host.fetch(request)).await;
+}
+
+/// The `x-gateway-signature` value of `body` sent at `timestamp` (Unix seconds).
+pub fn webhook_signature(secret: &[u8], timestamp: u64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[cfg(test)]
+mod signature_tests {
+    #[test]
+    fn webhook_signatures_are_hmac_sha256_over_timestamp_dot_body() {
+        // Expected value from Python's hmac module, an independent implementation.
+        let signature = super::webhook_signature(b"whsec_test", 1_700_000_000, r#"{"type":"budget_alert"}"#);
+        assert_eq!(signature, "t=1700000000,v1=86c4d18a09dad7ed08a757ec96866c26ebd98115b6e060d95bded055945994f8");
+    }
 }

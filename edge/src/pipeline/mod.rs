@@ -28,6 +28,7 @@ pub mod limit;
 pub mod record;
 pub mod respond;
 pub mod stream;
+pub mod throttle;
 
 use crate::config::{Config, ModelKind, ProviderConfig};
 use crate::error::GatewayError;
@@ -56,7 +57,7 @@ pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ct
     }
     let config = state.config.current(host).await?;
     ctx.caller = authenticate(state, &config, &request, host).await?;
-    ctx.metadata = config.metadata_for(ctx.caller.consumer.as_deref(), ctx.caller.tenant.as_deref());
+    ctx.metadata = config.metadata_for(ctx.caller.api_consumer(), ctx.caller.tenant.as_deref());
     let limit = config.limits.max_body_bytes;
     match endpoint {
         Endpoint::ListModels => {

@@ -33,6 +33,11 @@ pub struct VirtualKey {
     pub revoked_ms: Option<u64>,
     /// The first characters of the key (`sk-gw-1a2b…`), so people can tell keys apart.
     pub hint: String,
+    /// Issued for a consumer the configuration did not declare: the key's own `models` are its
+    /// only bound. A key issued for a declared consumer (`false`, and every record written
+    /// before this field existed) dies with that consumer: see [`VirtualKey::owner_present`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standalone: bool,
 }
 
 /// Whether a presented key may be used now.
@@ -45,6 +50,13 @@ pub enum KeyStatus {
 }
 
 impl VirtualKey {
+    /// Whether the key still has an owner, given whether the current configuration declares its
+    /// consumer. A key issued for a declared consumer must not outlive it: removing the consumer
+    /// would otherwise leave a key bounded by nothing (no consumer's model list, limits or tenant).
+    pub fn owner_present(&self, consumer_declared: bool) -> bool {
+        self.standalone || consumer_declared
+    }
+
     pub fn status(&self, now_ms: u64) -> KeyStatus {
         if self.revoked_ms.is_some() {
             KeyStatus::Revoked
@@ -82,6 +94,7 @@ pub fn issue(
         expires_ms: ttl_ms.map(|t| now_ms.saturating_add(t)),
         revoked_ms: None,
         hint: format!("{}…", &secret[..KEY_PREFIX.len() + 4]),
+        standalone: false,
     };
     (secret, record)
 }
@@ -126,6 +139,19 @@ mod tests {
         assert_eq!(record.status(1_500), KeyStatus::Expired);
         let revoked = VirtualKey { revoked_ms: Some(1_200), ..record };
         assert_eq!(revoked.status(1_300), KeyStatus::Revoked);
+    }
+
+    #[test]
+    fn a_key_for_a_declared_consumer_dies_with_it_and_old_records_fail_closed() {
+        let (_, record) = issue([1, 2, 3, 4], 1, "alice", None, None, None, 0, None);
+        assert!(record.owner_present(true));
+        assert!(!record.owner_present(false), "the consumer was removed");
+        let standalone = VirtualKey { standalone: true, ..record.clone() };
+        assert!(standalone.owner_present(false));
+        let mut old = serde_json::to_value(&record).unwrap();
+        old.as_object_mut().unwrap().remove("standalone");
+        let old: VirtualKey = serde_json::from_value(old).unwrap();
+        assert!(!old.owner_present(false), "a record without the field is a declared consumer's");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! | endpoint | [`endpoint`] | first, no I/O | refuse unknown paths and methods before the config is read |
 //! | config | [`crate::isolate::config`] | per request, cached | a KV read only when the cache is stale |
 //! | authenticate | [`authenticate`] | before the body is read | fail with 401; unauthenticated callers cost nothing |
+//! | throttle | [`throttle`] | on a failed authentication | count failures per client address; past the limit, delay and 429 (a valid credential is never refused) |
 //! | body | [`crate::http::read_json_body`] | after authentication | refuse by content type and size, then parse in the client's API |
 //! | authorize | [`authorize`] | once the model is known | refuse unknown or forbidden models |
 //! | guard input | [`guard`] | before anything is reserved or sent | rewrite the request's texts, block it, call moderation |

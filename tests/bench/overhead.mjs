@@ -57,6 +57,8 @@ const upstream = await startUpstream();
 const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
 const config = {
   auth: { mode: "none" },
+  // A loopback http upstream: allowed because this is the shipped configuration (SECURITY.md).
+  network: { allow_private_upstreams: true },
   providers: { up: { kind: "openai", base_url: `${upstreamUrl}/v1`, api_key_secret: "OPENAI_API_KEY" } },
   models: { gpt: { provider: "up", upstream_model: "gpt-4o-mini" } },
 };

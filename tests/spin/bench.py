@@ -76,6 +76,8 @@ def main():
     port_up = upstream.server_address[1]
     allow = [f"http://127.0.0.1:{port_up}"]
     config = {"auth": {"mode": "none"},
+              # A loopback http upstream: allowed because this is the shipped configuration.
+              "network": {"allow_private_upstreams": True},
               "providers": {"mock": {"kind": "mock"},
                             "up": {"kind": "openai", "base_url": f"http://127.0.0.1:{port_up}/v1",
                                    "api_key_secret": "OPENAI_API_KEY"}},

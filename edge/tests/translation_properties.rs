@@ -29,9 +29,9 @@ use edge::openai::{parse_request, ChatRequest, EmbeddingsRequest, Usage};
 use edge::provider::bedrock::eventstream::encode_message;
 use edge::provider::{self, Dispatch, ProviderContext, ResponseContext, StreamFault};
 use edge::sse::SseDecoder;
-use edge::pipeline::stream::{translate_stream, ClientEncoder, ClientFormat, StreamEnd, StreamPlan};
+use edge::pipeline::stream::{translate_stream, ClientFormat, StreamEnd, StreamPlan};
 use edge::testing::MemoryHost;
-use edge::{ByteStream, GatewayError};
+use edge::ByteStream;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 
@@ -1547,22 +1547,6 @@ enum Client {
     Anthropic,
 }
 
-struct AnthropicClient(AnthropicEventEncoder);
-
-impl ClientEncoder for AnthropicClient {
-    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        self.0.push(chunk, out);
-    }
-
-    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
-        self.0.finish(usage, out);
-    }
-
-    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(error, out);
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 struct Ended {
     outcome: Outcome,
@@ -1585,7 +1569,7 @@ fn translate(provider: &ProviderConfig, chunks: &[&[u8]], client: Client, strip_
         scrub: provider::Scrub::default(),
         client: match client {
             Client::OpenAi => ClientFormat::OpenAi,
-            Client::Anthropic => ClientFormat::Other(Box::new(AnthropicClient(AnthropicEventEncoder::new("claude-client", "msg_gwprop")))),
+            Client::Anthropic => ClientFormat::Other(Box::new(AnthropicEventEncoder::new("claude-client", "msg_gwprop"))),
         },
         count_delivered: false,
     };

@@ -17,7 +17,7 @@ use crate::pipeline::dispatch::{upstream_body, Dispatched};
 use crate::pipeline::guard::{guard_output, RequestGuard};
 use crate::pipeline::limit::{self, Charge, Reservation};
 use crate::pipeline::record::record;
-use crate::pipeline::stream::{translate_stream, ClientEncoder, ClientFormat, OutputGuard, StreamEnd, StreamPlan};
+use crate::pipeline::stream::{translate_stream, ClientFormat, OutputGuard, StreamEnd, StreamPlan};
 use crate::provider::{self, ResponseContext, Translated};
 
 /// The API the client speaks on this request.
@@ -78,10 +78,10 @@ pub async fn respond_chat<H: Host>(
             scrub,
             client: match &client {
                 ClientApi::OpenAi => ClientFormat::OpenAi,
-                ClientApi::Anthropic(meta) => ClientFormat::Other(Box::new(AnthropicEvents(AnthropicEventEncoder::new(
+                ClientApi::Anthropic(meta) => ClientFormat::Other(Box::new(AnthropicEventEncoder::new(
                     &meta.model,
                     &response_ctx.id.replace("chatcmpl-", "msg_"),
-                )))),
+                ))),
             },
             count_delivered: !reservation.is_empty(),
         };
@@ -206,21 +206,4 @@ pub fn tag(response: Response, route: &ModelRoute) -> Response {
     response
         .with_header("x-gateway-provider", route.provider.clone())
         .with_header("x-gateway-model", route.upstream_model.clone())
-}
-
-/// Anthropic stream events for the client, from the pipeline's OpenAI chunks.
-struct AnthropicEvents(AnthropicEventEncoder);
-
-impl ClientEncoder for AnthropicEvents {
-    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        self.0.push(chunk, out);
-    }
-
-    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
-        self.0.finish(usage, out);
-    }
-
-    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
-        self.0.error(error, out);
-    }
 }

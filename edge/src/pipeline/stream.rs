@@ -25,6 +25,7 @@ use crate::event::Outcome;
 use crate::event::GuardSummary;
 use crate::pipeline::guard::{RequestGuard, StreamKey};
 use crate::host::{ByteStream, Host};
+use crate::messages::AnthropicEventEncoder;
 use crate::openai::Usage;
 use crate::provider::{Scrub, StreamDecoder, StreamFault};
 use crate::sse::{SseDecoder, SseEvent};
@@ -54,6 +55,21 @@ pub trait ClientEncoder {
     /// The stream completed; `usage` is the provider's final usage if it reported any.
     fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>);
     fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>);
+}
+
+/// Anthropic stream events (`/v1/messages` clients), from the pipeline's OpenAI chunks.
+impl ClientEncoder for AnthropicEventEncoder {
+    fn chunk(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        self.push(chunk, out);
+    }
+
+    fn done(&mut self, usage: Option<Usage>, out: &mut Vec<u8>) {
+        self.finish(usage, out);
+    }
+
+    fn error(&mut self, error: &GatewayError, out: &mut Vec<u8>) {
+        AnthropicEventEncoder::error(self, error, out);
+    }
 }
 
 /// The client's stream format.

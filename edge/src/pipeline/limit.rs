@@ -176,8 +176,8 @@ pub struct OutputRequest {
 
 /// Admit the request against every limit that applies to it. `input_tokens` is the estimate
 /// of the prompt; the output reservation is `max_tokens` (or the configured default) for each
-/// of the `n` choices.
-pub async fn admit<H: Host>(
+/// of the `n` choices. Called by [`reserve`] only when some limit is configured.
+async fn admit<H: Host>(
     config: &Config,
     route: &ModelRoute,
     facts: &QuotaFacts<'_>,
@@ -198,15 +198,12 @@ pub async fn admit<H: Host>(
         priced: false,
         limits: Vec::new(),
         unmetered: Vec::new(),
-        prices: (!quota.groups.is_empty()).then(|| quota.prices.clone()),
+        prices: Some(quota.prices.clone()),
     };
     let cost = reservation.price_estimate(input_tokens, output_tokens);
     reservation.priced = cost.is_some();
     let estimate = Amounts::estimate(input_tokens, output_tokens, cost.unwrap_or(Nanos::ZERO));
     reservation.estimate = estimate;
-    if quota.groups.is_empty() {
-        return Ok(reservation);
-    }
     let request_facts =
         RequestFacts { key_id: facts.key_id, consumer: facts.consumer, tenant: facts.tenant, model: Some(&route.name), headers: facts.headers };
     let jurisdiction = facts.tenant.and_then(|t| config.tenants.get(t)).and_then(|t| t.jurisdiction.clone());

@@ -147,6 +147,8 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     modulesRoot: WORKER_DIR,
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2025-09-01",
+    // As wrangler.toml: request.signal reports a client that disconnects.
+    compatibilityFlags: ["enable_request_signal"],
     bindings,
     kvNamespaces: ["GATEWAY_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).

@@ -14,12 +14,13 @@
 //   *-tools         two tool calls (get_weather {"city":"Paris"}, get_time {"tz":"Europe/Paris"})
 //   *-error         a stream that sends some text, then the provider's in-stream error event
 //   *-truncated     a stream that sends some text, then ends without the terminal event
+//   *-stalled       (Anthropic) a stream that sends some text, then stays silent until the peer leaves
 //   status-400      the provider's 400 error body
 //   anything else   "Hello from <provider>. You said: <last user text>" (streamed word by word)
 //
 //   const mocks = await startProviderMocks();
 //   mocks.baseUrl("anthropic")   // "http://127.0.0.1:PORT/anthropic"
-//   mocks.requests               // [{ provider, path, headers, body }]
+//   mocks.requests               // [{ provider, path, headers, body, closedByPeer }]
 //   await mocks.close();
 
 import http from "node:http";
@@ -54,6 +55,7 @@ function kind(model) {
   if (model.endsWith("-tools")) return "tools";
   if (model.endsWith("-error")) return "error";
   if (model.endsWith("-truncated")) return "truncated";
+  if (model.endsWith("-stalled")) return "stalled";
   if (model === "status-400") return "status-400";
   return "text";
 }
@@ -199,6 +201,7 @@ function anthropic(body, res) {
       return res.end();
     }
     if (k === "truncated") return res.end();
+    if (k === "stalled") return; // silent; the socket closes when the gateway (or close()) ends it
     ev("content_block_stop", { index: 0 });
   }
   ev("message_delta", { delta: { stop_reason: k === "tools" ? "tool_use" : "end_turn", stop_sequence: null }, usage: { output_tokens: outputTokens } });
@@ -487,7 +490,10 @@ export async function startProviderMocks() {
       return json(res, 400, { error: { message: "invalid JSON" } });
     }
     const provider = url.pathname.split("/")[1];
-    requests.push({ provider, path: url.pathname + url.search, headers: req.headers, body });
+    const record = { provider, path: url.pathname + url.search, headers: req.headers, body };
+    // Whether the gateway hung up before the mock finished its response (a cancelled call).
+    res.on("close", () => { record.closedByPeer = !res.writableEnded; });
+    requests.push(record);
     try {
       switch (provider) {
         case "anthropic": {

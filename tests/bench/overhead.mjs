@@ -68,6 +68,8 @@ const mf = new Miniflare({
   modulesRoot: path.join(root, "adapters/cloudflare/build"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2025-09-01",
+  // As wrangler.toml: request.signal reports a client that disconnects.
+  compatibilityFlags: ["enable_request_signal"],
   bindings: { GATEWAY_CONFIG: JSON.stringify(config), OPENAI_API_KEY: "sk-bench" },
   cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
   // The Worker logs one usage event per request; the benchmark's stdout is its JSON result.

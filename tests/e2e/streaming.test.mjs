@@ -206,14 +206,11 @@ describe("streaming (openai provider via the mock upstream)", () => {
     assert.equal(done.finished, false);
   });
 
-  // A client that hangs up must be recorded (and charged) when it hangs up, whether the upstream is
-  // still sending or silent at that moment. KNOWN GAP (open issue "Keep the gateway's promises
-  // under attack", item 2): the core records and charges a dropped stream (edge/tests/
-  // disconnect_accounting.rs), but in workerd no event is logged after the client disconnects:
-  // the Worker's response stream is not dropped (or not within a live request context). These
-  // run as `todo` (reported, not failing the suite) until the adapter detects the disconnect.
+  // A client that hangs up is recorded (and charged, see disconnect.test.mjs) when it hangs up,
+  // whether the upstream is still sending or silent at that moment: workerd reports it through
+  // request.signal, and the adapter drops the response stream (adapters/cloudflare/src/departure.rs).
   for (const [model, scripted, upstreamState] of [["endless", "endless-stream", "sending"], ["slow", "slow-stream", "silent"]]) {
-    test(`a client that disconnects while the upstream is ${upstreamState} is recorded as client_disconnected`, { todo: "workerd: no event after a client disconnect yet" }, async () => {
+    test(`a client that disconnects while the upstream is ${upstreamState} is recorded as client_disconnected`, async () => {
       const { res, req } = await rawRequest(gw.url + "/v1/chat/completions", {
         headers: { "content-type": "application/json", authorization: `Bearer ${KEYS.web}` },
         body: JSON.stringify(chatBody(model, "hang up on me", { stream: true })),
@@ -222,8 +219,14 @@ describe("streaming (openai provider via the mock upstream)", () => {
       const requestId = res.headers["x-request-id"];
       const handle = await up.waitFor(scripted);
       await withTimeout(new Promise((resolve) => res.once("data", resolve)), 10_000, "first streamed bytes");
-      req.destroy();
-      res.destroy();
+      // workerd's own HTTP server notices a closed connection only when it next writes to it, a
+      // reset at once: with nothing to write (upstream silent), the client resets.
+      if (upstreamState === "silent") {
+        res.socket.resetAndDestroy();
+      } else {
+        req.destroy();
+        res.destroy();
+      }
       const event = await gw.waitForLog((e) => e.request_id === requestId, 8_000);
       assert.equal(event.outcome, "client_disconnected");
       assert.equal(event.stream, true);

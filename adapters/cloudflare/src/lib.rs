@@ -14,8 +14,10 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 mod counter;
+mod departure;
 
 pub use counter::GatewayCounter;
+use departure::{handle_until_departure, Departure, DepartingBody};
 
 use policy::limits::{CounterOp, CounterReply};
 use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts};
@@ -249,7 +251,9 @@ fn into_core_request(mut request: Request) -> edge::Request {
     edge::Request { method, path, headers, body, facts }
 }
 
-fn into_worker_response(response: edge::Response) -> Result<Response> {
+/// The Worker's response. A streamed body is watched for the client leaving (see [`departure`]):
+/// the watch is registered with `waitUntil` now, while the request is alive.
+fn into_worker_response(response: edge::Response, departure: Departure, ctx: &Context) -> Result<Response> {
     let headers = Headers::new();
     for (name, value) in &response.headers {
         headers.append(name, value)?;
@@ -259,17 +263,27 @@ fn into_worker_response(response: edge::Response) -> Result<Response> {
         Body::Empty => builder.empty(),
         Body::Bytes(bytes) => builder.fixed(bytes),
         Body::Stream(stream) => {
-            builder.from_stream(stream.map(|chunk| chunk.map_err(|e| worker::Error::RustError(e.0))))?
+            let (body, watch) = DepartingBody::watch(stream, departure);
+            ctx.wait_until(watch);
+            builder.from_stream(body.map(|chunk| chunk.map_err(|e| worker::Error::RustError(e.0))))?
         }
     })
 }
 
+/// Status of the response to a client that left before it (nobody reads it).
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     let gateway = GATEWAY.with(Rc::clone);
-    let host = WorkerHost { env, ctx: Some(Rc::new(ctx)) };
-    let response = gateway.handle(into_core_request(request), &host).await;
-    into_worker_response(response)
+    let departure = Departure::watch(request.inner().signal());
+    let ctx = Rc::new(ctx);
+    let host = WorkerHost { env, ctx: Some(Rc::clone(&ctx)) };
+    let handling = gateway.handle(into_core_request(request), &host);
+    match handle_until_departure(handling, departure.clone()).await {
+        Some(response) => into_worker_response(response, departure, &ctx),
+        None => Ok(ResponseBuilder::new().with_status(CLIENT_CLOSED_REQUEST).empty()),
+    }
 }
 
 /// Cron triggers (`[triggers] crons` in wrangler.toml): refresh live carbon intensities into KV

@@ -68,6 +68,36 @@ def startup(host_bin, variables, allow, cache_dir, runs=3):
     return round(statistics.median(times), 1)
 
 
+def limited_request_overhead(host_bin, config, allow, cache, n, unlimited):
+    """The same mock-provider request under a request limit (scope model, never reached), per
+    counter store, fresh instance per request: what admitting and settling costs per request."""
+    limited = {**config, "rate_limits": [{"scope": ["model"], "metric": "requests", "window": "day",
+                                         "limit": 1_000_000_000}]}
+    redis = None if os.environ.get("SPIN_TEST_REDIS_ADDRESS") else harness.RedisServer()
+    redis_address = os.environ.get("SPIN_TEST_REDIS_ADDRESS") or redis.address
+    base = unlimited["mock_provider_no_upstream"]
+    out = {"note": "mock provider, a requests-per-day limit on scope model; overhead vs the same request "
+                   "without limits (fresh instance per request); the settle runs after the response"}
+    try:
+        for store in ("sqlite", "redis"):
+            if store == "redis" and not redis_address:
+                out[store] = "skipped: redis-server not installed"
+                continue
+            variables = {"gateway_config": json.dumps(limited), "counter_store": store,
+                         "redis_address": redis_address or ""}
+            with harness.Host(host_bin, variables=variables, allow_outbound=allow + ([redis_address] if redis_address else []),
+                              extra_args=["--cache-dir", cache]) as h:
+                h.wait_ready()
+                sequential(h.port, "/v1/chat/completions", {**BODY, "model": "mock"}, 20)  # warm-up
+                samples = summary(sequential(h.port, "/v1/chat/completions", {**BODY, "model": "mock"}, n))
+            out[store] = {**samples, "overhead_vs_unlimited_ms": {
+                "p50": round(samples["p50_ms"] - base["p50_ms"], 3), "p99": round(samples["p99_ms"] - base["p99_ms"], 3)}}
+    finally:
+        if redis:
+            redis.stop()
+    return out
+
+
 def main():
     host_bin, wasm = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 300
@@ -118,6 +148,8 @@ def main():
                     "p99": round(percentile(via_stream, 99) - percentile(direct_stream, 99), 3)},
                 "mock_provider_no_upstream": summary(mock_only),
             }
+        result["limited_request"] = limited_request_overhead(host_bin, config, allow, cache, n,
+                                                             series["fresh_instance_per_request"])
         result["latency"] = {
             "note": "sequential requests on one keep-alive client connection, loopback; the gateway opens a "
                     "new upstream connection per call (wasmtime-wasi-http's client does not pool)",

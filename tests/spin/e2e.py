@@ -1,13 +1,17 @@
 """End-to-end tests of the Spin component: the built gateway_spin.wasm served over real HTTP by
-spin-test-host (wasmtime + WASI 0.3 + Spin's key-value and variables imports, configured from the
-top-level spin.toml), against a mock upstream speaking OpenAI's wire format.
+spin-test-host (wasmtime + WASI 0.3 + Spin's key-value, variables, SQLite and Redis imports,
+configured from the top-level spin.toml), against a mock upstream speaking OpenAI's wire format.
+The rate limit and budget cases run once with the SQLite counter store and once with Redis (a
+real redis-server at SPIN_TEST_REDIS_ADDRESS, started by tests/spin/run.sh).
 
 Usage: python3 tests/spin/e2e.py HOST_BINARY     (tests/spin/run.sh builds everything first)
 Prints one line per case and a final "N passed, N failed"; exits non-zero on failure."""
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
+import os
 import sys
 import time
 import traceback
@@ -18,6 +22,9 @@ import mock_upstream
 HOST = sys.argv[1] if len(sys.argv) > 1 else None
 UPSTREAM_KEY = "sk-upstream-test-0123456789"
 CLIENT_KEY = "sk-gw-client-key-abcdef"
+OTHER_KEY = "sk-gw-other-key-0123456"
+ADMIN_KEY = "adm-spin-limits-0123456789abcdef"
+REDIS_ADDRESS = os.environ.get("SPIN_TEST_REDIS_ADDRESS")
 
 results = []
 
@@ -68,6 +75,161 @@ def test_config(upstream_port, auth=None):
             "up-nokey": {"provider": "nokey", "upstream_model": "gpt-4o-mini"},
         },
     }
+
+
+def bearer(key):
+    return {"authorization": f"Bearer {key}"}
+
+
+def limits_config(upstream_port, **quota):
+    """test_config with two consumers (web, other), the admin key and the given quota pieces."""
+    consumers = [{"id": "web", "key_sha256": hashlib.sha256(CLIENT_KEY.encode()).hexdigest()},
+                 {"id": "other", "key_sha256": hashlib.sha256(OTHER_KEY.encode()).hexdigest()}]
+    cfg = test_config(upstream_port, {"mode": "api_keys", "consumers": consumers})
+    return {**cfg, "admin": {"key_sha256": hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}, **quota}
+
+
+def settled_usage(port, subject, timeout=10.0):
+    """GET /admin/usage/{subject} until no reservation is in flight (settlement runs after the
+    response, in a spawned task)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, body = harness.request(port, "GET", f"/admin/usage/{subject}", headers=bearer(ADMIN_KEY))
+        check(status == 200, f"usage {status} {body[:300]!r}")
+        limits = json.loads(body)["limits"]
+        if limits and all(limit["reserved"] == 0 for limit in limits):
+            return {limit["metric"]: limit for limit in limits}
+        check(time.monotonic() < deadline, f"reservations of {subject} still in flight: {limits}")
+        time.sleep(0.05)
+
+
+def register_limit_cases(store, port_up, allow):
+    """The Worker's counter tests (tests/e2e/limits.test.mjs) against one Spin counter store."""
+    variables = {"counter_store": store, "openai_api_key": UPSTREAM_KEY}
+    allow = list(allow)
+    if store == "redis":
+        variables["redis_address"] = REDIS_ADDRESS or ""
+        allow.append(REDIS_ADDRESS or "redis://127.0.0.1")
+
+    def host(cfg):
+        if store == "redis":
+            check(REDIS_ADDRESS, "SPIN_TEST_REDIS_ADDRESS is not set (tests/spin/run.sh starts redis-server)")
+            # Each case starts from empty counters (the SQLite file is per host process).
+            harness.redis_flush(REDIS_ADDRESS)
+        h = harness.Host(HOST, variables={**variables, "gateway_config": json.dumps(cfg)}, allow_outbound=allow)
+        h.wait_ready(headers=bearer(CLIENT_KEY))
+        return h
+
+    @case(f"limits ({store}): a request limit per consumer: 3 allowed with headers, then 429")
+    def _():
+        cfg = limits_config(port_up, rate_limits=[
+            {"scope": ["consumer"], "metric": "requests", "window": "day", "limit": 3}])
+        with host(cfg) as h:
+            for i in range(1, 4):
+                status, headers, body = harness.request(h.port, "POST", "/v1/chat/completions", chat("mock"),
+                                                        headers=bearer(CLIENT_KEY))
+                check(status == 200, f"request {i}: {status} {body[:300]!r}")
+                check(headers.get("x-ratelimit-limit-requests") == "3", headers)
+                check(headers.get("x-ratelimit-remaining-requests") == str(3 - i), headers)
+                check(headers.get("x-ratelimit-reset-requests"), f"no reset header: {headers}")
+                check("retry-after" not in headers, "retry-after on a success")
+            status, headers, body = harness.request(h.port, "POST", "/v1/chat/completions", chat("mock"),
+                                                    headers=bearer(CLIENT_KEY))
+            check(status == 429 and error_code(body) == "rate_limit_exceeded", f"{status} {body[:300]!r}")
+            check(1 <= int(headers.get("retry-after", "0")) <= 86400, f"retry-after: {headers}")
+            check(headers.get("x-ratelimit-remaining-requests") == "0", headers)
+            check(b"requests per day" in body, body[:300])
+            status, headers, _ = harness.request(h.port, "POST", "/v1/chat/completions", chat("mock"),
+                                                 headers=bearer(OTHER_KEY))
+            check(status == 200 and headers.get("x-ratelimit-remaining-requests") == "2",
+                  f"another consumer is another subject: {status} {headers}")
+            requests = settled_usage(h.port, "consumer:web")["requests"]
+            check(requests["used"] == 3 and requests["remaining"] == 0, f"denied requests counted: {requests}")
+
+    @case(f"limits ({store}): 20 concurrent requests against a limit of 5 admit exactly 5")
+    def _():
+        cfg = limits_config(port_up, rate_limits=[
+            {"scope": ["consumer"], "metric": "requests", "window": "day", "limit": 5}])
+        with host(cfg) as h:
+            def one(i):
+                return harness.request(h.port, "POST", "/v1/chat/completions", chat("mock", f"concurrent {i}"),
+                                       headers=bearer(CLIENT_KEY))
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                responses = list(pool.map(one, range(20)))
+            statuses = [status for status, _, _ in responses]
+            check(statuses.count(200) == 5 and statuses.count(429) == 15, f"statuses {statuses}")
+            remaining = sorted(int(hd["x-ratelimit-remaining-requests"]) for st, hd, _ in responses if st == 200)
+            check(remaining == [0, 1, 2, 3, 4], f"each admission applied once, in some order: {remaining}")
+            requests = settled_usage(h.port, "consumer:web")["requests"]
+            check(requests["used"] == 5 and requests["reserved"] == 0, requests)
+
+    @case(f"limits ({store}): concurrent calls never overrun a token limit by more than one call")
+    def _():
+        limit = 200
+        cfg = limits_config(port_up, rate_limits=[
+            {"scope": ["consumer"], "metric": "total_tokens", "window": "day", "limit": limit}])
+        with host(cfg) as h:
+            def one(_):
+                return harness.request(h.port, "POST", "/v1/chat/completions",
+                                       chat("mock", "Hello there", max_tokens=10), headers=bearer(CLIENT_KEY))
+            with concurrent.futures.ThreadPoolExecutor(15) as pool:
+                responses = list(pool.map(one, range(30)))
+            admitted = largest = ok = 0
+            for status, headers, body in responses:
+                check(status in (200, 429), f"status {status} {body[:200]!r}")
+                if status == 200:
+                    usage = json.loads(body)["usage"]
+                    admitted += usage["total_tokens"]
+                    largest = max(largest, usage["total_tokens"])
+                    ok += 1
+                    check(headers.get("x-ratelimit-limit-tokens") == str(limit), headers)
+                else:
+                    check(error_code(body) == "rate_limit_exceeded" and b"total_tokens per day" in body, body[:300])
+            check(0 < ok < 30, f"{ok} of 30 admitted")
+            check(admitted <= limit + largest, f"admitted {admitted} tokens; limit {limit} + one call ({largest})")
+            tokens = settled_usage(h.port, "consumer:web")["total_tokens"]
+            check(tokens["used"] == admitted, f"settled at the reported usage: {tokens} vs {admitted}")
+
+    @case(f"limits ({store}): a USD budget is charged from usage, then 429 insufficient_quota")
+    def _():
+        # With budgets every chat model needs a price; "mock" is the one called.
+        models = test_config(port_up)["models"]
+        prices = {name: {"input": "1.00", "output": "2.00"} for name, m in models.items() if "type" not in m}
+        cfg = limits_config(port_up, prices=prices,
+                            budgets=[{"scope": ["consumer"], "window": "day", "usd": "0.0001"}])
+        with host(cfg) as h:
+            spent = 0
+            for i in range(2):
+                status, _, body = harness.request(h.port, "POST", "/v1/chat/completions",
+                                                  chat("mock", "Hello there", max_tokens=20), headers=bearer(CLIENT_KEY))
+                check(status == 200, f"call {i + 1}: {status} {body[:300]!r}")
+                usage = json.loads(body)["usage"]
+                spent += usage["prompt_tokens"] * 1000 + usage["completion_tokens"] * 2000  # nano-dollars
+                settled_usage(h.port, "consumer:web")
+            cost = settled_usage(h.port, "consumer:web")["cost"]
+            check(cost["used"] == spent and cost["limit"] == 100000, f"budget {cost}, spent {spent}")
+            status, headers, body = harness.request(h.port, "POST", "/v1/chat/completions",
+                                                    chat("mock", "Hello there", max_tokens=20), headers=bearer(CLIENT_KEY))
+            check(status == 429 and error_code(body) == "insufficient_quota", f"{status} {body[:300]!r}")
+            check(1 <= int(headers.get("retry-after", "0")) <= 86400, f"retry-after: {headers}")
+            check(settled_usage(h.port, "consumer:web")["cost"]["used"] == spent, "the refused call was charged")
+            status, _, _ = harness.request(h.port, "POST", "/v1/chat/completions",
+                                           chat("mock", "Hello there", max_tokens=20), headers=bearer(OTHER_KEY))
+            check(status == 200, f"another consumer's budget: {status}")
+
+    if store == "redis":
+        @case("limits (redis): two hosts on one Redis share the counters (multi-instance)")
+        def _():
+            cfg = limits_config(port_up, rate_limits=[
+                {"scope": ["consumer"], "metric": "requests", "window": "day", "limit": 4}])
+            with host(cfg) as a:
+                other = harness.Host(HOST, variables={**variables, "gateway_config": json.dumps(cfg)},
+                                     allow_outbound=allow)
+                with other as b:
+                    b.wait_ready(headers=bearer(CLIENT_KEY))
+                    statuses = [harness.request(port, "POST", "/v1/chat/completions", chat("mock"),
+                                                headers=bearer(CLIENT_KEY))[0] for port in (a.port, b.port) * 3]
+                    check(statuses == [200, 200, 200, 200, 429, 429], f"statuses {statuses}")
 
 
 def chat(model, content="Hello", stream=False, **extra):
@@ -331,6 +493,21 @@ def main():
                     ok = list(pool.map(one, range(64)))
                 check(all(ok), f"{ok.count(False)} of 64 failed")
                 check(mock.last()[1].get("authorization") == f"Bearer {UPSTREAM_KEY}", "secret lost on reuse")
+
+        # --- rate limits and budgets, once per counter store -------------------------------
+        for store in ("sqlite", "redis"):
+            register_limit_cases(store, port_up, allow)
+
+        @case("limits: a broken counter store fails closed with 503 quota_store_unavailable")
+        def _():
+            cfg = limits_config(port_up, rate_limits=[
+                {"scope": ["consumer"], "metric": "requests", "window": "day", "limit": 3}])
+            with harness.Host(HOST, variables={"gateway_config": json.dumps(cfg), "counter_store": "bogus"},
+                              allow_outbound=allow) as h:
+                h.wait_ready(headers=bearer(CLIENT_KEY))
+                status, _, body = harness.request(h.port, "POST", "/v1/chat/completions", chat("mock"),
+                                                  headers=bearer(CLIENT_KEY))
+                check(status == 503 and error_code(body) == "quota_store_unavailable", f"{status} {body[:300]!r}")
 
         passed = failed = 0
         for name, fn in results:

@@ -37,9 +37,9 @@ class Host:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
 
-    def wait_ready(self, timeout=60.0, path="/v1/models"):
-        """Polls until the component answers GET `path` with 200 (path=None: a chat completion
-        with the mock provider); returns seconds since the process started."""
+    def wait_ready(self, timeout=60.0, path="/v1/models", headers=None):
+        """Polls until the component answers GET `path` (with `headers`) with 200 (path=None: a
+        chat completion with the mock provider); returns seconds since the process started."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -49,7 +49,7 @@ class Host:
                     status, _, _ = request(self.port, "POST", "/v1/chat/completions", timeout=5, body={
                         "model": "mock", "messages": [{"role": "user", "content": "ready?"}]})
                 else:
-                    status, _, _ = request(self.port, "GET", path, timeout=5)
+                    status, _, _ = request(self.port, "GET", path, headers=headers, timeout=5)
                 if status == 200:
                     return time.monotonic() - self.started
             except OSError:
@@ -104,3 +104,39 @@ def request(port, method, path, body=None, headers=None, timeout=30):
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def redis_flush(address):
+    """FLUSHALL on the Redis server at `redis://host:port` (the tests' own throwaway server)."""
+    host, port = address.removeprefix("redis://").rsplit("/", 1)[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+        reply = s.recv(64)
+    if not reply.startswith(b"+OK"):
+        raise RuntimeError(f"FLUSHALL: {reply!r}")
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port (no persistence), for the benchmark when
+    SPIN_TEST_REDIS_ADDRESS is not set. `address` is None when redis-server is not installed."""
+
+    def __init__(self):
+        import shutil
+        self.proc, self.address = None, None
+        if shutil.which("redis-server"):
+            port = free_port()
+            self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                          "--appendonly", "no"], stdout=subprocess.DEVNULL, cwd=tempfile.gettempdir())
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    self.address = f"redis://127.0.0.1:{port}"
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)

@@ -1,5 +1,5 @@
-//! The Fermyon Spin adapter: translates Spin's HTTP request, outbound HTTP, key-value store and
-//! variables into the core's types and back. No gateway logic lives here.
+//! The Fermyon Spin adapter: translates Spin's HTTP request, outbound HTTP, key-value store,
+//! SQLite, Redis and variables into the core's types and back. No gateway logic lives here.
 //!
 //! Built on `spin-sdk` 7 (WASI 0.3: `wasi:http@0.3.0` and the async component model), for the
 //! `wasm32-wasip2` target. Bindings (see `spin.toml` and docs/spin.md):
@@ -7,7 +7,9 @@
 //! - key-value store `default`, key `config`: overrides the shipped document when present;
 //! - provider keys as (secret) variables: a provider's `api_key_secret` `OPENAI_API_KEY` is read
 //!   from the Spin variable `openai_api_key` (Spin variable names are lower-case);
-//! - outbound HTTP to the hosts listed in `allowed_outbound_hosts`.
+//! - outbound HTTP to the hosts listed in `allowed_outbound_hosts`;
+//! - limit counters in SQLite database `default` (`sqlite_databases`), or in Redis when the
+//!   variable `counter_store` is `redis` (see `counters`).
 //!
 //! Consistency and lifetime of what this adapter gives the core:
 //!
@@ -17,8 +19,10 @@
 //! | `fetch`    | `wasi:http/client.send`, streamed body; dropping the body cancels the call |
 //! | `sleep`    | `wasi:clocks/monotonic-clock.wait-for`                                      |
 //! | `secret`   | Spin variables, read once per component instance (blocks on first read)    |
-//! | `counter`  | always an error: Spin has no strongly consistent store (docs/spin.md)      |
+//! | `counter`  | SQLite `default` or Redis: compare-and-swap per op (`edge::counter_store`) |
 //! | `wait_until` | `wasip3::spawn`: runs on the request's task after the response is returned |
+
+mod counters;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -61,7 +65,7 @@ fn variable_name(secret: &str) -> String {
 /// Reads a variable through the per-instance cache. An undefined or empty variable is `None`
 /// (optional secrets are declared in `spin.toml` with `default = ""`). A failing variables
 /// provider (e.g. Vault unreachable) is also `None` for this request, but is not cached.
-async fn read_variable(name: &str) -> Option<String> {
+pub(crate) async fn read_variable(name: &str) -> Option<String> {
     if let Some(cached) = VARIABLES.with(|v| v.borrow().get(name).cloned()) {
         return cached;
     }
@@ -173,12 +177,12 @@ impl edge::Host for SpinHost {
         }
     }
 
-    /// Always fails. Spin's key-value store has no atomic read-modify-write and is eventually
-    /// consistent when hosted, so counting there would let through about limit x instances (or
-    /// regions). Failing makes each limit's configured failure mode decide: fail-closed limits
-    /// refuse with 503, fail-open ones admit unmetered and say so. See docs/spin.md.
-    async fn counter(&self, _subject: &str, _jurisdiction: Option<&str>, _op: &CounterOp) -> Result<CounterReply, HostError> {
-        Err(HostError(NO_COUNTER_STORE.into()))
+    /// SQLite (default) or Redis, each op a compare-and-swap on the subject's state: strongly
+    /// consistent across instances that share the store, persisted before the reply. Spin's
+    /// key-value store could not do this (no atomic read-modify-write, eventually consistent
+    /// when hosted). See `counters` and docs/spin.md.
+    async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError> {
+        counters::apply(subject, jurisdiction, op, || edge::Host::now_ms(self)).await
     }
 
     /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK
@@ -190,9 +194,6 @@ impl edge::Host for SpinHost {
         spin_sdk::wasip3::spawn(task);
     }
 }
-
-/// Why `counter` fails on Spin.
-const NO_COUNTER_STORE: &str = "spin has no atomic counter store";
 
 fn fetch_error(code: ErrorCode) -> FetchError {
     match code {

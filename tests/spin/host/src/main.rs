@@ -8,7 +8,9 @@
 //!   with `HTTP-request-denied` otherwise, as Spin does;
 //! - WASI 0.3 clocks, random, cli and the WASI 0.2 interfaces Rust's `std` uses, from
 //!   `wasmtime-wasi`;
-//! - `spin:key-value@3.0.0` and `spin:variables@3.0.0` in memory (see `spin_imports`).
+//! - `spin:key-value@3.0.0` and `spin:variables@3.0.0` in memory (see `spin_imports`);
+//! - `spin:sqlite@3.1.0` on a real SQLite file in a temporary directory and `spin:redis@3.0.0`
+//!   against a real redis-server (see `spin_stores`).
 //!
 //! Usage (flags named after `spin up`'s):
 //!   spin-test-host [--from spin.toml] [--listen 127.0.0.1:3000] [--variable name=value|name=@file]...
@@ -26,6 +28,7 @@
 
 mod manifest;
 mod spin_imports;
+mod spin_stores;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -189,6 +192,7 @@ struct HostState {
     app: Arc<App>,
     kv: KvMap,
     stats: Arc<Stats>,
+    sqlite: Arc<spin_stores::SqliteDatabase>,
     instance_reuse: usize,
     instances: AtomicU64,
 }
@@ -206,7 +210,12 @@ impl HandlerState for HostState {
             wasi: WasiCtxBuilder::new().inherit_stdout().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             hooks: OutboundPolicy { app: self.app.clone() },
-            spin: SpinState { app: self.app.clone(), kv: self.kv.clone(), stats: self.stats.clone() },
+            spin: SpinState {
+                app: self.app.clone(),
+                kv: self.kv.clone(),
+                stats: self.stats.clone(),
+                sqlite: self.sqlite.clone(),
+            },
         };
         let mut store = Store::new(&self.engine, ctx);
         let proxy = self.pre.instantiate_async(&mut store).await?;
@@ -355,12 +364,17 @@ async fn main() -> Result<()> {
         options.key_values.iter().map(|(k, v)| (k.clone(), v.as_bytes().to_vec())).collect::<HashMap<_, _>>(),
     ));
     let stats = Arc::new(Stats::default());
+    // The `default` SQLite database: a file per run, removed on exit (`spin up` keeps it in .spin/).
+    let sqlite_dir = std::env::temp_dir().join(format!("spin-test-host-{}", std::process::id()));
+    std::fs::create_dir_all(&sqlite_dir).with_context(|| format!("creating {}", sqlite_dir.display()))?;
+    let sqlite = Arc::new(spin_stores::SqliteDatabase::new(sqlite_dir.join("sqlite_db.db")));
     let handler = ProxyHandler::new(HostState {
         engine: engine.clone(),
         pre,
         app: app.clone(),
         kv,
         stats: stats.clone(),
+        sqlite,
         instance_reuse: options.instance_reuse,
         instances: AtomicU64::new(0),
     });
@@ -389,10 +403,13 @@ async fn main() -> Result<()> {
         }
     }
     eprintln!(
-        "[spin-test-host] exiting: {} instances, {} key-value gets, {} variable gets",
+        "[spin-test-host] exiting: {} instances, {} key-value gets, {} variable gets, {} sqlite statements, {} redis commands",
         handler.state().instances.load(Ordering::Relaxed),
         stats.kv_gets.load(Ordering::Relaxed),
         stats.variable_gets.load(Ordering::Relaxed),
+        stats.sqlite_statements.load(Ordering::Relaxed),
+        stats.redis_commands.load(Ordering::Relaxed),
     );
+    let _ = std::fs::remove_dir_all(&sqlite_dir);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The parts of a Spin manifest (`spin_manifest_version = 2`) this host honours: application
 //! variables (defaults, `required`, `secret`), the single HTTP trigger's component, its `source`,
-//! `allowed_outbound_hosts`, `key_value_stores` and component variables (`{{ name }}` templates).
+//! `allowed_outbound_hosts`, `key_value_stores`, `sqlite_databases` and component variables (`{{ name }}` templates).
 //!
 //! Variable values resolve the way `spin up` resolves them: `--variable name=value` (or
 //! `name=@file`), then the environment variable `SPIN_VARIABLE_<NAME>`, then the manifest's
@@ -50,6 +50,8 @@ struct RawComponent {
     #[serde(default)]
     key_value_stores: Vec<String>,
     #[serde(default)]
+    sqlite_databases: Vec<String>,
+    #[serde(default)]
     variables: BTreeMap<String, String>,
 }
 
@@ -59,6 +61,7 @@ pub struct App {
     pub source: PathBuf,
     pub allowed_outbound_hosts: Vec<AllowedHost>,
     pub key_value_stores: Vec<String>,
+    pub sqlite_databases: Vec<String>,
     /// Component variables (the only ones a component may read), templates expanded.
     pub component_variables: HashMap<String, String>,
 }
@@ -118,6 +121,7 @@ impl App {
             source: base.join(&component.source),
             allowed_outbound_hosts,
             key_value_stores: component.key_value_stores.clone(),
+            sqlite_databases: component.sqlite_databases.clone(),
             component_variables,
         })
     }
@@ -176,6 +180,7 @@ impl AllowedHost {
             None => match scheme {
                 "https" => (rest, Some(443)),
                 "http" => (rest, Some(80)),
+                "redis" => (rest, Some(6379)),
                 _ => (rest, None),
             },
         };
@@ -209,6 +214,9 @@ mod tests {
         let c = AllowedHost::parse("https://*.example.com").unwrap();
         assert!(c.matches("https", "a.example.com", 443));
         assert!(!c.matches("https", "example.com", 443));
+        let d = AllowedHost::parse("redis://127.0.0.1").unwrap();
+        assert!(d.matches("redis", "127.0.0.1", 6379));
+        assert!(!d.matches("redis", "127.0.0.1", 6380));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! In-process implementations of Spin's `spin:key-value/key-value@3.0.0` and
-//! `spin:variables/variables@3.0.0` imports (the interfaces spin-sdk 7 binds to).
+//! `spin:variables/variables@3.0.0` imports (the interfaces spin-sdk 7 binds to); the
+//! `spin:sqlite` and `spin:redis` imports are in `spin_stores`.
 //!
 //! - Key-value: one in-memory store shared by every instance, immediately consistent (unlike
 //!   Fermyon Cloud's store, see docs/spin.md). Only stores listed in the component's
@@ -20,7 +21,11 @@ wasmtime::component::bindgen!({
     path: "wit",
     world: "spin-test:host/spin-imports",
     imports: { default: trappable },
-    with: { "spin:key-value/key-value.store": KvStore },
+    with: {
+        "spin:key-value/key-value.store": KvStore,
+        "spin:sqlite/sqlite.connection": crate::spin_stores::SqliteConnection,
+        "spin:redis/redis.connection": crate::spin_stores::RedisConnection,
+    },
 });
 
 use spin::key_value::key_value;
@@ -31,6 +36,7 @@ pub struct SpinState {
     pub app: Arc<App>,
     pub kv: KvMap,
     pub stats: Arc<Stats>,
+    pub sqlite: Arc<crate::spin_stores::SqliteDatabase>,
 }
 
 /// Counters the host prints on exit (and the tests read from the log).
@@ -38,6 +44,8 @@ pub struct SpinState {
 pub struct Stats {
     pub kv_gets: std::sync::atomic::AtomicU64,
     pub variable_gets: std::sync::atomic::AtomicU64,
+    pub sqlite_statements: std::sync::atomic::AtomicU64,
+    pub redis_commands: std::sync::atomic::AtomicU64,
 }
 
 /// An open key-value store (the guest's `store` resource).
@@ -56,6 +64,8 @@ impl HasData for SpinData {
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<Ctx>) -> wasmtime::Result<()> {
     key_value::add_to_linker::<Ctx, SpinData>(linker, |ctx| ctx)?;
     variables::add_to_linker::<Ctx, SpinData>(linker, |ctx| ctx)?;
+    spin::sqlite::sqlite::add_to_linker::<Ctx, SpinData>(linker, |ctx| ctx)?;
+    spin::redis::redis::add_to_linker::<Ctx, SpinData>(linker, |ctx| ctx)?;
     Ok(())
 }
 

@@ -148,7 +148,8 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2025-09-01",
     bindings,
-    kvNamespaces: ["GATEWAY_KV"],
+    // GATEWAY_CACHE_KV: the response cache's global tier (adapters/cloudflare/src/cache_tiers.rs).
+    kvNamespaces: ["GATEWAY_KV", "GATEWAY_CACHE_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
     durableObjects: { COUNTERS: { className: "GatewayCounter", useSQLite: true } },
   };
@@ -187,6 +188,8 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
       url,
       baseUrl: `${url}/v1`,
       kv,
+      /** The response cache's global tier, to see what was stored there. */
+      cacheKv: await mf.getKVNamespace("GATEWAY_CACHE_KV"),
       logs,
       /** fetch() against the Worker over a real socket; `path` is relative to its origin. */
       fetch(pathname, init) {

@@ -157,13 +157,7 @@ fn upstream(ctx: &mut RequestContext, status: CacheStatus, fill: Fill) -> Lookup
 /// Record the hit and what it saved: the stored call's usage at today's prices and its carbon.
 fn hit<H: Host>(config: &Config, ctx: &mut RequestContext, entry: CachedAnswer, host: &H) -> Lookup {
     let saved = entry.usage.map(|usage| {
-        let tokens = policy::limits::TokenUsage {
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            total_tokens: usage.total_tokens,
-            cached_input_tokens: usage.cached_input_tokens,
-            reasoning_tokens: usage.reasoning_tokens,
-        };
+        let tokens = crate::pipeline::limit::token_usage(&usage);
         let prices = &config.quota.prices;
         let cost = prices.cost(&entry.upstream_model, &tokens).or_else(|| ctx.model.as_deref().and_then(|m| prices.cost(m, &tokens)));
         CacheSaving {

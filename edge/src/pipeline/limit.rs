@@ -133,7 +133,8 @@ pub struct Charge {
     pub priced: bool,
 }
 
-fn token_usage(usage: &Usage) -> TokenUsage {
+/// The policy crate's view of a provider's usage.
+pub fn token_usage(usage: &Usage) -> TokenUsage {
     TokenUsage {
         input_tokens: usage.input_tokens,
         output_tokens: usage.output_tokens,

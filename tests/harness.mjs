@@ -150,7 +150,8 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     // As wrangler.toml: request.signal reports a client that disconnects.
     compatibilityFlags: ["enable_request_signal"],
     bindings,
-    kvNamespaces: ["GATEWAY_KV"],
+    // GATEWAY_CACHE_KV: the response cache's global tier (adapters/cloudflare/src/cache_tiers.rs).
+    kvNamespaces: ["GATEWAY_KV", "GATEWAY_CACHE_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
     durableObjects: { COUNTERS: { className: "GatewayCounter", useSQLite: true } },
   };
@@ -189,6 +190,8 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
       url,
       baseUrl: `${url}/v1`,
       kv,
+      /** The response cache's global tier, to see what was stored there. */
+      cacheKv: await mf.getKVNamespace("GATEWAY_CACHE_KV"),
       logs,
       /** fetch() against the Worker over a real socket; `path` is relative to its origin. */
       fetch(pathname, init) {

@@ -66,9 +66,62 @@ pub struct UsageEvent {
     pub colo: Option<String>,
     /// What the guardrails found and did, when a guard profile applied.
     pub guard: Option<GuardSummary>,
+    /// What the response cache did, when one applied; on a hit, what it saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSummary>,
     /// The consumer's configured metadata (team, cost centre...), for reporting.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// What the response cache did with a request (the `x-gateway-cache` header says the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Answered from the exact cache.
+    Hit,
+    /// Reserved for the semantic cache: answered from a similar request's entry.
+    SemanticHit,
+    /// Looked up, not found: answered upstream (and stored when it qualifies).
+    Miss,
+    /// Not looked up (`cache-control: no-cache`, or no tier may hold this caller's data here).
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn header_value(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::SemanticHit => "semantic-hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+}
+
+/// The cache part of the usage event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheSummary {
+    pub status: CacheStatus,
+    /// On a hit: seconds since the entry was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<u64>,
+    /// On a hit: what the upstream call would have used (the stored call's usage, priced now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved: Option<CacheSaving>,
+}
+
+/// What a cache hit saved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheSaving {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    /// At the configured prices, when one applies to the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_nanos: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gco2e: Option<f64>,
 }
 
 /// The guard part of the usage event.

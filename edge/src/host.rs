@@ -15,6 +15,7 @@
 //! | `kv_get`/`kv_put`/`kv_list` | Workers KV: eventually consistent (~60 s) | immediate |
 //! | `fetch`    | `fetch()` subrequest, streamed body       | scripted upstreams       |
 //! | `sleep`    | `setTimeout`                              | resolves at once (virtual time) |
+//! | `cache_get`/`cache_put` | Cache API of the location (immediate there, per location), then KV when bound (eventually consistent, ~60 s) | immediate, both tiers in maps |
 //! | `counter`  | one Durable Object per subject: strongly consistent, one op at a time, durable | a map applied atomically |
 //! | `wait_until` | `ctx.waitUntil`: runs after the response, bounded by the platform | queued until `run_background` |
 //!
@@ -67,6 +68,16 @@ pub enum FetchError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError(pub String);
 
+/// Where a cached answer may be kept (docs/cache.md, "Where entries live").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePlacement {
+    /// Only in the tier of the location serving the request: a tenant whose data must stay in a
+    /// jurisdiction, at a location inside it. Never replicated, never in a global store.
+    LocalOnly,
+    /// The location's tier and, where the platform has one, a global tier.
+    Anywhere,
+}
+
 /// Everything a platform provides to the gateway core.
 #[allow(async_fn_in_trait)] // deliberately no Send bound: Worker types are !Send
 pub trait Host: Clone + 'static {
@@ -98,6 +109,22 @@ pub trait Host: Clone + 'static {
 
     /// Every key that starts with `prefix`, in lexicographic order (all pages).
     async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, HostError>;
+
+    /// A cached answer stored under `key` (a hex digest), if any: the location's tier first, then
+    /// the global tier when `placement` allows one. Stale reads are possible (a global tier is
+    /// eventually consistent), which the entry's own timestamp bounds. Hosts without a response
+    /// cache find nothing.
+    async fn cache_get(&self, key: &str, placement: CachePlacement) -> Result<Option<Vec<u8>>, HostError> {
+        let _ = (key, placement);
+        Ok(None)
+    }
+
+    /// Store a cached answer for `ttl_s` seconds where `placement` allows. Best effort: a lost
+    /// write costs a later miss, so callers run it in the background and ignore its error.
+    async fn cache_put(&self, key: &str, value: Vec<u8>, ttl_s: u64, placement: CachePlacement) -> Result<(), HostError> {
+        let _ = (key, value, ttl_s, placement);
+        Err(HostError("this host has no response cache".into()))
+    }
 
     /// Send a request upstream. Resolves when the response head has arrived; the body streams.
     /// Dropping the returned body must cancel the upstream call.

@@ -18,18 +18,20 @@
 //! 3. `http` — requests, responses, bodies, and the helpers to read them (size caps, JSON)
 //! 4. `openai`, `tokenize` — the OpenAI wire types every provider translates to and from, and
 //!    the prompt-token estimate
-//! 5. `event` — the usage event and the summaries the stages contribute to it
-//! 6. `host`, `testing` — the one trait through which the core reaches the platform (with the
+//! 5. `cache` — the exact response cache's pure parts: canonical form and key, per-request
+//!    directives, the stored entry, streamed answers recorded and replayed
+//! 6. `event` — the usage event and the summaries the stages contribute to it
+//! 7. `host`, `testing` — the one trait through which the core reaches the platform (with the
 //!    timeout helper), and the in-memory host that implements it for tests
-//! 7. `provider`, `carbon`, `key_store`, `counter_store` — what the core says to the outside:
+//! 8. `provider`, `carbon`, `key_store`, `counter_store` — what the core says to the outside:
 //!    provider translation, the live carbon feed, stored virtual keys, limit counters over a
 //!    compare-and-swap store (Spin)
-//! 8. `messages` — the Anthropic Messages API as clients speak it, over the providers' pieces
-//! 9. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
-//!    route health, carbon)
-//! 10. `pipeline` — the request's phases, one module each, assembled in `pipeline/mod.rs`
-//! 11. `admin` — the admin API
-//! 12. `gateway` — the entry point: preflight, admin or pipeline, error format, CORS
+//! 9. `messages` — the Anthropic Messages API as clients speak it, over the providers' pieces
+//! 10. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
+//!     route health, carbon)
+//! 11. `pipeline` — the request's phases, one module each, assembled in `pipeline/mod.rs`
+//! 12. `admin` — the admin API
+//! 13. `gateway` — the entry point: preflight, admin or pipeline, error format, CORS
 //!
 //! Adapters (`adapters/cloudflare`, `adapters/spin`) sit above all of it and use only what this
 //! file re-exports.
@@ -40,6 +42,7 @@ pub mod error;
 pub mod http;
 pub mod openai;
 pub mod tokenize;
+pub mod cache;
 pub mod event;
 pub mod host;
 pub mod testing;
@@ -57,5 +60,5 @@ pub use config::Config;
 pub use error::GatewayError;
 pub use event::UsageEvent;
 pub use gateway::Gateway;
-pub use host::{Body, BodyError, ByteStream, FetchError, Host, HostError, OutboundRequest, OutboundResponse, RequestFacts};
+pub use host::{Body, BodyError, ByteStream, CachePlacement, FetchError, Host, HostError, OutboundRequest, OutboundResponse, RequestFacts};
 pub use http::{Request, Response};

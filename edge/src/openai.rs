@@ -221,7 +221,7 @@ pub fn parse_request<T: ApiRequest>(body: &[u8]) -> Result<T, GatewayError> {
 /// `cache_write_tokens` the part written to it. Anthropic and Bedrock report input without the
 /// cache parts: translators add them so nothing is counted twice or missed.
 /// `output_tokens` includes `reasoning_tokens`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,

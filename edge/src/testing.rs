@@ -21,7 +21,7 @@ use futures::StreamExt;
 use policy::limits::{CounterOp, CounterReply, CounterState};
 
 use crate::event::UsageEvent;
-use crate::host::{Body, FetchError, Host, HostError, OutboundRequest, OutboundResponse};
+use crate::host::{Body, CachePlacement, FetchError, Host, HostError, OutboundRequest, OutboundResponse};
 
 /// What a scripted upstream does with one request.
 pub enum Scripted {
@@ -60,6 +60,8 @@ struct Inner {
     secrets: RefCell<HashMap<String, String>>,
     kv: RefCell<HashMap<String, String>>,
     kv_broken: Cell<bool>,
+    /// The response cache's tiers, by tier then key: (value, expiry on the virtual clock).
+    cache: RefCell<BTreeMap<(CacheTier, String), StoredAnswer>>,
     shipped_config: RefCell<Option<String>>,
     upstream: RefCell<Option<Upstream>>,
     requests: RefCell<Vec<RecordedRequest>>,
@@ -73,6 +75,18 @@ struct Inner {
     /// Deadlines of pending timers, for [`MemoryHost::block_on`].
     deadlines: RefCell<Vec<u64>>,
 }
+
+/// A tier of the in-memory response cache, as the Workers adapter has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CacheTier {
+    /// Per location (the Cache API on Workers).
+    Local,
+    /// Replicated everywhere (KV on Workers).
+    Global,
+}
+
+/// One stored response cache value and when it expires (virtual clock).
+type StoredAnswer = (Vec<u8>, u64);
 
 /// The in-memory host. Clones share state.
 #[derive(Clone, Default)]
@@ -162,6 +176,13 @@ impl MemoryHost {
 
     pub fn events(&self) -> Vec<UsageEvent> {
         self.inner.events.borrow().clone()
+    }
+
+    /// Every response cache entry stored and not expired, as (tier, key), so tests can see what
+    /// is stored where.
+    pub fn cache_entries(&self) -> Vec<(CacheTier, String)> {
+        let now = self.now_ms();
+        self.inner.cache.borrow().iter().filter(|(_, (_, expiry))| *expiry > now).map(|(k, _)| k.clone()).collect()
     }
 
     /// Make counter operations fail (the Durable Object is unreachable), to test each limit's
@@ -277,6 +298,26 @@ impl Host for MemoryHost {
             return Err(HostError("store unavailable".into()));
         }
         self.inner.kv.borrow_mut().insert(key.into(), value.into());
+        Ok(())
+    }
+
+    async fn cache_get(&self, key: &str, placement: CachePlacement) -> Result<Option<Vec<u8>>, HostError> {
+        let now = self.now_ms();
+        let cache = self.inner.cache.borrow();
+        let tiers: &[CacheTier] = match placement {
+            CachePlacement::LocalOnly => &[CacheTier::Local],
+            CachePlacement::Anywhere => &[CacheTier::Local, CacheTier::Global],
+        };
+        Ok(tiers.iter().find_map(|tier| cache.get(&(*tier, key.to_string())).filter(|(_, expiry)| *expiry > now).map(|(value, _)| value.clone())))
+    }
+
+    async fn cache_put(&self, key: &str, value: Vec<u8>, ttl_s: u64, placement: CachePlacement) -> Result<(), HostError> {
+        let expiry = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
+        let mut cache = self.inner.cache.borrow_mut();
+        if placement == CachePlacement::Anywhere {
+            cache.insert((CacheTier::Global, key.to_string()), (value.clone(), expiry));
+        }
+        cache.insert((CacheTier::Local, key.to_string()), (value, expiry));
         Ok(())
     }
 

@@ -1567,6 +1567,7 @@ fn translate(provider: &ProviderConfig, chunks: &[&[u8]], client: Client, strip_
         decoder: provider::stream_decoder(provider, &response_ctx(), edge::sse::DEFAULT_MAX_EVENT_BYTES),
         max_event_bytes: edge::sse::DEFAULT_MAX_EVENT_BYTES,
         scrub: provider::Scrub::default(),
+        record_answer: false,
         client: match client {
             Client::OpenAi => ClientFormat::OpenAi,
             Client::Anthropic => ClientFormat::Other(Box::new(AnthropicEventEncoder::new("claude-client", "msg_gwprop"))),

@@ -1,30 +1,12 @@
 // Latency the gateway adds over calling the upstream directly: the built Worker in workerd
 // (miniflare) in front of a local OpenAI-compatible upstream, loopback only, bounded request
 // counts. Prints one JSON object. Run by scripts/bench; not a test (no thresholds).
-import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
+import { startUpstream } from "./upstream.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const COMPLETION = JSON.stringify({
-  id: "chatcmpl-bench", object: "chat.completion", created: 1700000000, model: "gpt-4o-mini",
-  choices: [{ index: 0, message: { role: "assistant", content: "x".repeat(400) }, logprobs: null, finish_reason: "stop" }],
-  usage: { prompt_tokens: 20, completion_tokens: 100, total_tokens: 120 },
-});
-
-function startUpstream() {
-  const server = http.createServer((req, res) => {
-    let size = 0;
-    req.on("data", (c) => (size += c.length));
-    req.on("end", () => {
-      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(COMPLETION) });
-      res.end(COMPLETION);
-    });
-  });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
-}
-
 const body = JSON.stringify({ model: "gpt", messages: [{ role: "user", content: "Benchmark me, please." }] });
 
 async function timed(url, headers) {
@@ -54,7 +36,7 @@ async function run(url, headers, total, concurrency) {
 }
 
 const upstream = await startUpstream();
-const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
+const upstreamUrl = upstream.url;
 const config = {
   auth: { mode: "none" },
   // A loopback http upstream: allowed because this is the shipped configuration (SECURITY.md).
@@ -97,5 +79,5 @@ for (const concurrency of [1, 32]) {
   };
 }
 await mf.dispose();
-upstream.close();
+upstream.server.close();
 console.log(JSON.stringify(results));

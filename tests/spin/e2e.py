@@ -68,6 +68,8 @@ def test_config(upstream_port, auth=None):
             "mock": {"provider": "mock"},
             "mock-embed": {"provider": "mock", "type": "embeddings"},
             "gpt-test": {"provider": "up", "upstream_model": "gpt-4o-mini"},
+            # The exact response cache, in the Spin key-value store (docs/cache.md).
+            "gpt-cached": {"provider": "up", "upstream_model": "gpt-4o-mini", "cache": {"mode": "exact", "ttl_s": 600}},
             "up-fail": {"provider": "up", "upstream_model": "fail-500"},
             "up-hold": {"provider": "up", "upstream_model": "hold"},
             "up-endless": {"provider": "up", "upstream_model": "endless"},
@@ -330,6 +332,36 @@ def main():
                   f"upstream authorization: {up_headers.get('authorization')!r}")
             check(CLIENT_KEY not in json.dumps(up_headers), "client key forwarded upstream")
             check(up_body["model"] == "gpt-4o-mini", f"upstream model {up_body['model']}")
+
+        @case("exact cache: a repeated request is answered from the key-value store, whole and streamed")
+        def _():
+            prompt = f"cache me {time.time()}"
+            calls_before = len(mock.requests)
+            status, headers, body = harness.request(p, "POST", "/v1/chat/completions", chat("gpt-cached", prompt))
+            check(status == 200, f"status {status}: {body[:300]!r}")
+            check(headers.get("x-gateway-cache") == "miss", f"first: {headers.get('x-gateway-cache')!r}")
+            first = json.loads(body)["choices"][0]["message"]["content"]
+            # The fill runs after the response (wait_until): retry briefly.
+            for _attempt in range(20):
+                status, headers, body = harness.request(p, "POST", "/v1/chat/completions", chat("gpt-cached", prompt))
+                if headers.get("x-gateway-cache") == "hit":
+                    break
+                time.sleep(0.05)
+            check(headers.get("x-gateway-cache") == "hit", f"second: {headers.get('x-gateway-cache')!r}")
+            check(json.loads(body)["choices"][0]["message"]["content"] == first, body[:300])
+            check("age" in headers, f"no age header: {headers}")
+            reader = SseReader(p, chat("gpt-cached", prompt, stream=True))
+            check(reader.resp.getheader("x-gateway-cache") == "hit", reader.resp.getheader("x-gateway-cache"))
+            events = reader.rest()
+            reader.close()
+            check(events and events[-1] == b"[DONE]", events[-1:])
+            text = "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]
+                           if json.loads(e).get("choices"))
+            check(text == first, f"replayed {text!r}, stored {first!r}")
+            check(len(mock.requests) - calls_before == 1, f"{len(mock.requests) - calls_before} upstream calls")
+            status, headers, _ = harness.request(p, "POST", "/v1/chat/completions", chat("gpt-cached", prompt),
+                                                 headers={"cache-control": "no-cache"})
+            check(headers.get("x-gateway-cache") == "bypass", headers.get("x-gateway-cache"))
 
         @case("streaming: the first chunk reaches the client while the upstream still holds the rest")
         def _():

@@ -5,6 +5,8 @@
 //! - `GATEWAY_CONFIG` (var): the configuration document shipped with the Worker;
 //! - `GATEWAY_KV` (KV namespace, optional): key `config` overrides the shipped document;
 //! - provider keys as Worker secrets, named by each provider's `api_key_secret`;
+//! - `GATEWAY_CACHE_KV` (KV namespace, optional): the response cache's global tier (its
+//!   per-location tier is the Cache API, always there; see [`cache_tiers`]);
 //! - `COUNTERS` (Durable Object namespace of class [`GatewayCounter`]): limits and budgets, one
 //!   object per subject (see [`counter`]).
 
@@ -13,6 +15,7 @@ use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+mod cache_tiers;
 mod counter;
 mod departure;
 
@@ -90,6 +93,14 @@ impl edge::Host for WorkerHost {
     async fn kv_put(&self, key: &str, value: &str) -> std::result::Result<(), HostError> {
         let kv = self.env.kv(KV_BINDING).map_err(|_| HostError(format!("no KV namespace bound as {KV_BINDING}")))?;
         kv.put(key, value).map_err(|e| HostError(e.to_string()))?.execute().await.map_err(|e| HostError(e.to_string()))
+    }
+
+    async fn cache_get(&self, key: &str, placement: edge::CachePlacement) -> std::result::Result<Option<Vec<u8>>, HostError> {
+        cache_tiers::get(&self.env, key, placement).await
+    }
+
+    async fn cache_put(&self, key: &str, value: Vec<u8>, ttl_s: u64, placement: edge::CachePlacement) -> std::result::Result<(), HostError> {
+        cache_tiers::put(&self.env, key, value, ttl_s, placement, self.now_ms()).await
     }
 
     async fn kv_list(&self, prefix: &str) -> std::result::Result<Vec<String>, HostError> {

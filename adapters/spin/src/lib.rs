@@ -16,6 +16,7 @@
 //! | method     | Spin                                                                       |
 //! |------------|----------------------------------------------------------------------------|
 //! | `kv_get`/`kv_put`/`kv_list` | store `default`: eventually consistent when hosted (SQLite under `spin up`) |
+//! | `cache_get`/`cache_put` | the same store, keys `cache/<hash>`, values ≤ 1 MB with their expiry in front (one tier: there is no per-location cache) |
 //! | `fetch`    | `wasi:http/client.send`, streamed body; dropping the body cancels the call |
 //! | `sleep`    | `wasi:clocks/monotonic-clock.wait-for`                                      |
 //! | `secret`   | Spin variables, read once per component instance (blocks on first read)    |
@@ -47,6 +48,10 @@ use spin_sdk::wasip3::http::types::ErrorCode;
 const CONFIG_VARIABLE: &str = "gateway_config";
 /// The key-value store whose key `config` overrides the shipped document.
 const KV_STORE: &str = "default";
+/// Prefix of the response cache's keys in the store.
+const CACHE_PREFIX: &str = "cache/";
+/// Largest value Spin's key-value store takes (its documented default limit).
+const CACHE_MAX_VALUE_BYTES: usize = 1024 * 1024;
 
 thread_local! {
     /// One gateway per component instance: the parsed configuration is cached across the
@@ -136,6 +141,34 @@ impl edge::Host for SpinHost {
     async fn kv_put(&self, key: &str, value: &str) -> Result<(), HostError> {
         let store = Store::open(KV_STORE).await.map_err(|e| HostError(format!("key-value store {KV_STORE}: {e}")))?;
         store.set(key, value.as_bytes()).await.map_err(|e| HostError(format!("key-value set {key}: {e}")))
+    }
+
+    /// A cached answer; its expiry (8 bytes, big-endian milliseconds) is stored in front of it,
+    /// since the store has no TTL: an expired entry is deleted when found.
+    async fn cache_get(&self, key: &str, _placement: edge::CachePlacement) -> Result<Option<Vec<u8>>, HostError> {
+        let Ok(store) = Store::open(KV_STORE).await else { return Ok(None) };
+        let key = format!("{CACHE_PREFIX}{key}");
+        let Some(stored) = store.get(&key).await.map_err(|e| HostError(format!("key-value get: {e}")))? else { return Ok(None) };
+        let Some((expiry, value)) = stored.split_first_chunk::<8>() else { return Ok(None) };
+        if u64::from_be_bytes(*expiry) <= self.now_ms() {
+            let _ = store.delete(&key).await;
+            return Ok(None);
+        }
+        Ok(Some(value.to_vec()))
+    }
+
+    /// The store is one tier wherever the component runs; the placement (no global tier for a
+    /// residency-bound tenant) is the operator's choice of where the store lives.
+    async fn cache_put(&self, key: &str, value: Vec<u8>, ttl_s: u64, _placement: edge::CachePlacement) -> Result<(), HostError> {
+        if value.len() + 8 > CACHE_MAX_VALUE_BYTES {
+            return Err(HostError("the entry is larger than the key-value store takes".into()));
+        }
+        let store = Store::open(KV_STORE).await.map_err(|e| HostError(format!("key-value store {KV_STORE}: {e}")))?;
+        let expiry = self.now_ms().saturating_add(ttl_s.saturating_mul(1000));
+        let mut stored = Vec::with_capacity(value.len() + 8);
+        stored.extend_from_slice(&expiry.to_be_bytes());
+        stored.extend_from_slice(&value);
+        store.set(&format!("{CACHE_PREFIX}{key}"), &stored).await.map_err(|e| HostError(format!("key-value set: {e}")))
     }
 
     async fn kv_list(&self, prefix: &str) -> Result<Vec<String>, HostError> {

@@ -76,6 +76,21 @@ pub(super) struct RawTier {
     models: Vec<String>,
 }
 
+impl RawAuth {
+    /// The consumers' `cache` settings, taken out: (path, consumer id, setting).
+    pub(super) fn take_caches(&mut self) -> Vec<(String, String, super::cache::RawCache)> {
+        let consumers = match self {
+            RawAuth::None => return Vec::new(),
+            RawAuth::ApiKeys { consumers } | RawAuth::Jwt { consumers, .. } => consumers,
+        };
+        consumers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| Some((format!("auth.consumers[{i}].cache"), c.id.clone(), c.cache.take()?)))
+            .collect()
+    }
+}
+
 impl Default for RawAuth {
     fn default() -> Self {
         RawAuth::ApiKeys { consumers: Vec::new() }
@@ -99,6 +114,9 @@ pub(super) struct RawConsumer {
     /// Free-form labels (team, cost centre...) for routing conditions and the usage event.
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    /// This consumer's response cache (docs/cache.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) cache: Option<super::cache::RawCache>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +134,9 @@ pub(super) struct RawTenant {
     /// Labels for routing conditions and the usage event (a consumer's own metadata wins).
     #[serde(default)]
     metadata: BTreeMap<String, String>,
+    /// The tenant's response cache (docs/cache.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) cache: Option<super::cache::RawCache>,
 }
 
 /// Bearer-JWT authentication, validated: static keys parsed, HS256 secrets by name, the JWKS

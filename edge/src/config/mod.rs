@@ -15,6 +15,7 @@
 //! sections that refer to them; nothing imports this file.
 
 mod admin;
+mod cache;
 mod cors;
 mod guards;
 mod identity;
@@ -32,6 +33,7 @@ use policy::{KeyTable, ModelAccess};
 use serde::Deserialize;
 
 pub use admin::Admin;
+pub use cache::{CacheMode, CacheRules, CacheScope, CacheSettings, SemanticQuery, SemanticSettings, MAX_CACHE_ENTRY_BYTES, MAX_CACHE_TTL_S};
 pub use cors::Cors;
 pub use guards::{GuardProfile, Moderation};
 pub use identity::{ConsumerProfile, JwtAuth, Tenant};
@@ -125,6 +127,8 @@ pub struct Config {
     pub residency: Residency,
     /// The outbound policy this document was checked against (always the shipped document's).
     pub network: NetworkPolicy,
+    /// The response cache settings of models, consumers and tenants (docs/cache.md).
+    pub cache: CacheRules,
 }
 
 /// Which document is being validated, and so whose outbound policy applies.
@@ -195,8 +199,14 @@ fn read_raw(text: &str) -> Result<RawConfig, ConfigErrors> {
 }
 
 /// Phase two: every section, each against those it refers to, collecting all the issues.
-fn validate(raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, ConfigErrors> {
+fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, ConfigErrors> {
     let mut issues = Vec::new();
+    // The `cache` settings sit on models, consumers and tenants but are validated together.
+    let model_caches: Vec<(String, String, cache::RawCache)> =
+        raw.models.iter_mut().filter_map(|(name, m)| Some((format!("models.{name}.cache"), name.clone(), m.cache.take()?))).collect();
+    let consumer_caches = raw.auth.take_caches();
+    let tenant_caches: Vec<(String, String, cache::RawCache)> =
+        raw.tenants.iter_mut().filter_map(|(name, t)| Some((format!("tenants.{name}.cache"), name.clone(), t.cache.take()?))).collect();
     let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
 
     let limits = limits::validate_limits(raw.limits, &mut issue);
@@ -214,6 +224,18 @@ fn validate(raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Config
     let identity::Auth { keys, jwt, access, consumer_guards, consumer_tenants, consumer_profiles } =
         identity::validate_auth(raw.auth, &models, &guards, &mut issue);
     let cors = raw.cors.map(cors::validate_cors);
+    let cache = {
+        let embedding_models: Vec<&str> = models.values().filter(|m| m.kind == ModelKind::Embeddings).map(|m| m.name.as_str()).collect();
+        let mut rules = CacheRules::default();
+        for (settings, caches) in [(&mut rules.models, model_caches), (&mut rules.consumers, consumer_caches), (&mut rules.tenants, tenant_caches)] {
+            for (path, name, raw_cache) in caches {
+                if let Some(valid) = cache::validate_cache(raw_cache, &path, &embedding_models, &mut issue) {
+                    settings.insert(name, valid);
+                }
+            }
+        }
+        rules
+    };
     let tenants = identity::validate_tenants(raw.tenants, &consumer_tenants, &models, &mut issue);
     let admin = admin::validate_admin(raw.admin, &keys, &mut issue);
     let webhooks = quota::webhook_urls(&raw.budgets);
@@ -247,7 +269,7 @@ fn validate(raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Config
         issues = outbound_issues;
     }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache })
     } else {
         Err(ConfigErrors(issues))
     }

@@ -36,6 +36,9 @@ pub(super) struct RawModel {
     kind: Option<ModelKind>,
     #[serde(default)]
     guard: Option<String>,
+    /// This model's response cache (docs/cache.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) cache: Option<super::cache::RawCache>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,12 +8,14 @@
 //! | JWKS keys ([`jwks`]) | after `jwks_refresh_ms`; an unknown `kid` refetches at most once a minute; a cold isolate adopts the set another isolate stored in KV | the previous keys are kept |
 //! | route health ([`health`]) | this isolate's observations, merged with the shared view from KV every 30 s and written back at most as often | sharing is best effort |
 //! | live carbon intensities ([`carbon`]) | re-read from KV every minute when a feed is configured | the previous values; stale ones are never used |
+//! | response cache flights ([`flights`]) | one per cache key while its leading request is upstream | waiters go upstream themselves |
 //!
 //! Nothing here is shared between isolates except through the host's key-value store, and no
 //! piece is required for correctness: an isolate evicted at any time restarts from the store.
 
 pub mod carbon;
 pub mod config;
+pub mod flights;
 pub mod health;
 pub mod jwks;
 
@@ -33,6 +35,8 @@ pub struct IsolateState {
     pub jwks: jwks::JwksCache,
     pub health: health::SharedHealth,
     pub carbon: carbon::CarbonCache,
+    /// The response cache's misses in progress (single flight).
+    pub cache_flights: flights::Flights,
 }
 
 impl IsolateState {

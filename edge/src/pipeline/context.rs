@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::event::{GuardSummary, QuotaSummary, RouteSummary};
+use crate::event::{CacheSummary, GuardSummary, QuotaSummary, RouteSummary};
 use crate::http::{Request, RequestFacts};
 use crate::openai::{ChatRequest, Usage};
 
@@ -77,6 +77,8 @@ pub struct RequestContext {
     pub quota: Option<QuotaSummary>,
     pub route: Option<RouteSummary>,
     pub guard: Option<GuardSummary>,
+    /// What the response cache did (none: no cache applied).
+    pub cache: Option<CacheSummary>,
     /// Milliseconds to the upstream's response head, once known.
     pub latency_ms: Option<u64>,
     /// What the operator's log gets about a failure the client sees only generically.
@@ -104,6 +106,7 @@ impl RequestContext {
             quota: None,
             route: None,
             guard: None,
+            cache: None,
             latency_ms: None,
             error_detail: None,
         }

@@ -58,6 +58,8 @@ pub struct Reservation {
     /// Scopes whose store failed and whose failure mode is open: admitted without metering.
     pub unmetered: Vec<String>,
     prices: Option<policy::limits::PriceTable>,
+    /// A cache hit's reservation: it counts one request and is charged nothing else.
+    request_only: bool,
 }
 
 impl Reservation {
@@ -84,7 +86,7 @@ impl Reservation {
     /// What a finished request is charged: the provider's reported usage at the configured
     /// prices, or the whole reservation when it reported none.
     pub fn charge(&self, usage: Option<&Usage>) -> Charge {
-        let Some(usage) = usage else {
+        let Some(usage) = usage.filter(|_| !self.request_only) else {
             return Charge { amounts: self.estimate, priced: self.priced };
         };
         let cost = self.cost(usage);
@@ -95,6 +97,9 @@ impl Reservation {
     /// prompt estimate plus the output tokens delivered to it (an upper-bound count of the
     /// forwarded text), never more output than was reserved.
     pub fn delivered_charge(&self, delivered_output_tokens: u64) -> Charge {
+        if self.request_only {
+            return self.charge(None);
+        }
         let input = self.estimate.input_tokens;
         let output = delivered_output_tokens.min(self.estimate.output_tokens);
         let cost = self.price_estimate(input, output);
@@ -128,7 +133,8 @@ pub struct Charge {
     pub priced: bool,
 }
 
-fn token_usage(usage: &Usage) -> TokenUsage {
+/// The policy crate's view of a provider's usage.
+pub fn token_usage(usage: &Usage) -> TokenUsage {
     TokenUsage {
         input_tokens: usage.input_tokens,
         output_tokens: usage.output_tokens,
@@ -154,6 +160,30 @@ pub async fn reserve<H: Host>(
     }
     let openai_family = matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_));
     let input_tokens = ctx.prompt_tokens(request, openai_family);
+    let output = OutputRequest { max_tokens: request.max_output_tokens(), choices: request.choices() };
+    admit_caller(config, ctx, route, input_tokens, Some(output), host).await
+}
+
+/// Reserve one request and no tokens against every rate limit and budget that applies: a
+/// response cache hit uses no upstream tokens, but it is a request (request-rate limits count it).
+pub async fn reserve_request_only<H: Host>(config: &Config, ctx: &RequestContext, route: &ModelRoute, host: &H) -> Result<Reservation, GatewayError> {
+    if config.quota.groups.is_empty() {
+        return Ok(Reservation::default());
+    }
+    let mut reservation = admit_caller(config, ctx, route, 0, None, host).await?;
+    reservation.request_only = true;
+    Ok(reservation)
+}
+
+/// Admit the calling request (`output`: none reserves no output tokens).
+async fn admit_caller<H: Host>(
+    config: &Config,
+    ctx: &RequestContext,
+    route: &ModelRoute,
+    input_tokens: u64,
+    output: Option<OutputRequest>,
+    host: &H,
+) -> Result<Reservation, GatewayError> {
     let caller = &ctx.caller;
     let consumer_key = caller.consumer_key();
     let header_refs: Vec<(&str, &str)> = ctx.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -163,7 +193,6 @@ pub async fn reserve<H: Host>(
         tenant: caller.tenant.as_deref(),
         headers: &header_refs,
     };
-    let output = OutputRequest { max_tokens: request.max_output_tokens(), choices: request.choices() };
     admit(config, route, &facts, input_tokens, output, &ctx.request_id, host).await
 }
 
@@ -176,19 +205,21 @@ pub struct OutputRequest {
 
 /// Admit the request against every limit that applies to it. `input_tokens` is the estimate
 /// of the prompt; the output reservation is `max_tokens` (or the configured default) for each
-/// of the `n` choices. Called by [`reserve`] only when some limit is configured.
+/// of the `n` choices (none without `output`). Called by [`reserve`] only when some limit is configured.
 async fn admit<H: Host>(
     config: &Config,
     route: &ModelRoute,
     facts: &QuotaFacts<'_>,
     input_tokens: u64,
-    output: OutputRequest,
+    output: Option<OutputRequest>,
     request_id: &str,
     host: &H,
 ) -> Result<Reservation, GatewayError> {
     let quota = &config.quota;
-    let per_choice_cap = quota.default_max_output_tokens.max(output.max_tokens.unwrap_or(0));
-    let output_tokens = output_reservation(output.max_tokens, per_choice_cap).saturating_mul(output.choices.max(1));
+    let output_tokens = output.map_or(0, |output| {
+        let per_choice_cap = quota.default_max_output_tokens.max(output.max_tokens.unwrap_or(0));
+        output_reservation(output.max_tokens, per_choice_cap).saturating_mul(output.choices.max(1))
+    });
     let mut reservation = Reservation {
         id: request_id.to_string(),
         held: Vec::new(),
@@ -199,6 +230,7 @@ async fn admit<H: Host>(
         limits: Vec::new(),
         unmetered: Vec::new(),
         prices: Some(quota.prices.clone()),
+        request_only: false,
     };
     let cost = reservation.price_estimate(input_tokens, output_tokens);
     reservation.priced = cost.is_some();

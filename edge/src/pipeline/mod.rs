@@ -10,9 +10,10 @@
 //! | body | [`crate::http::read_json_body`] | after authentication | refuse by content type and size, then parse in the client's API |
 //! | authorize | [`authorize`] | once the model is known | refuse unknown or forbidden models |
 //! | guard input | [`guard`] | before anything is reserved or sent | rewrite the request's texts, block it, call moderation |
+//! | cache | [`cache`] | after the input guard, before limits | answer from the response cache (charged one request, no tokens), wait for an identical request in flight, or mark the answer to be stored |
 //! | limit | [`limit`] | before the call | count the prompt once, reserve against limits and budgets; released if the call fails |
 //! | route + dispatch | [`dispatch`] | the call | plan targets, send, fall back — never after a response head was accepted |
-//! | respond | [`respond`], [`stream`] | after the response head | translate whole or chunk by chunk, guard output, settle usage |
+//! | respond | [`respond`], [`stream`] | after the response head | translate whole or chunk by chunk, guard output, settle usage, fill the cache once the answer completed |
 //! | record | [`record`] | when the body ends, however it ends | emit the one usage event |
 //!
 //! A new stage is one module here and one line in [`chat`] (e.g. a cache lookup before
@@ -21,6 +22,7 @@
 
 pub mod authenticate;
 pub mod authorize;
+pub mod cache;
 pub mod context;
 pub mod dispatch;
 pub mod endpoint;
@@ -31,6 +33,7 @@ pub mod respond;
 pub mod stream;
 pub mod throttle;
 
+use crate::cache::EntryKind;
 use crate::config::{Config, ModelKind, ProviderConfig};
 use crate::error::GatewayError;
 use crate::event::Outcome;
@@ -81,7 +84,7 @@ pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ct
         }
         Endpoint::Embeddings => {
             let embeddings_request: EmbeddingsRequest = parse_request(&read_json_body(request, limit).await?)?;
-            embeddings(&config, embeddings_request, host, ctx).await
+            embeddings(state, &config, embeddings_request, host, ctx).await
         }
     }
 }
@@ -105,6 +108,18 @@ async fn chat<H: Host>(
     ctx.stream = request.is_stream();
     let strip_usage = !request.wants_stream_usage();
     let guard = guard_input(state, config, ctx, route, &mut request, host).await?;
+    let profile = guard.as_ref().map(|g| g.profile.name.clone());
+    let fill = match cache::lookup_chat(state, config, ctx, route, &request, profile.as_deref(), host).await? {
+        cache::Lookup::Hit(entry) => {
+            let reservation = limit::reserve_request_only(config, ctx, route, host).await?;
+            let call = cache::replayed(&entry, route, provider, ctx, ctx.stream, host.now_ms());
+            let reply = Reply { client, stream: ctx.stream, strip_usage, guard, reservation, fill: None, from_cache: true };
+            let response = respond_chat(config, ctx, call, reply, host).await?;
+            return Ok(cache::tag(response, ctx));
+        }
+        cache::Lookup::Upstream(fill) => Some(fill),
+        cache::Lookup::Off => None,
+    };
     let reservation = limit::reserve(config, ctx, route, provider, &request, host).await?;
     let pending = limit::PendingResponse::new(reservation, ctx, host);
     let called = dispatch_chat(state, config, ctx, route, provider, &request, host).await;
@@ -116,18 +131,28 @@ async fn chat<H: Host>(
             return Err(error);
         }
     };
-    let reply = Reply { client, stream: ctx.stream, strip_usage, guard, reservation };
-    respond_chat(config, ctx, call, reply, host).await
+    let reply = Reply { client, stream: ctx.stream, strip_usage, guard, reservation, fill, from_cache: false };
+    let response = respond_chat(config, ctx, call, reply, host).await?;
+    Ok(cache::tag(response, ctx))
 }
 
 /// An embeddings request from authorization to the response (no guards, limits or routing).
 async fn embeddings<H: Host>(
+    state: &IsolateState,
     config: &Config,
     request: EmbeddingsRequest,
     host: &H,
     ctx: &mut RequestContext,
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Embeddings, "embeddings")?;
+    let fill = match cache::lookup_embeddings(state, config, ctx, route, &request, host).await? {
+        cache::Lookup::Hit(entry) => {
+            let translated = provider::Translated { body: entry.body, usage: entry.usage, raw_usage: None };
+            return whole_response(host, translated, None, ctx, None).map(|r| cache::tag(tag(r, route), ctx));
+        }
+        cache::Lookup::Upstream(fill) => Some(fill),
+        cache::Lookup::Off => None,
+    };
     let response_ctx = response_context(host, ctx, route);
     let build = |call: &ProviderContext<'_>| provider::embeddings(provider, route, request.clone(), call);
     let accepted = call_provider(config, route, host, ctx, false, build).await?;
@@ -137,5 +162,10 @@ async fn embeddings<H: Host>(
         Some(translated) => (translated?, None),
         None => (openai_body(&route.provider, &bytes)?, Some(bytes)),
     };
-    whole_response(host, translated, forward, ctx, None).map(|r| tag(r, route))
+    let stored = fill.map(|fill| (fill, translated.body.clone(), translated.usage));
+    let response = whole_response(host, translated, forward, ctx, None)?;
+    if let Some((fill, body, usage)) = stored {
+        fill.store(host, ctx, EntryKind::Embeddings, body, usage);
+    }
+    Ok(cache::tag(tag(response, route), ctx))
 }

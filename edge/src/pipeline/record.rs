@@ -23,7 +23,8 @@ impl RequestContext {
             outcome,
             error,
             error_detail: self.error_detail.clone(),
-            usage: self.usage,
+            // A hit used nothing upstream: what the stored call used is in `cache.saved`.
+            usage: if self.cache_hit() { None } else { self.usage },
             provider_usage: self.provider_usage.clone(),
             quota: self.quota.clone(),
             route: self.route.clone().map(|mut route| {
@@ -38,8 +39,14 @@ impl RequestContext {
             country: self.location.country.clone(),
             colo: self.location.colo.clone(),
             guard: self.guard.clone(),
+            cache: self.cache.clone(),
             metadata: self.metadata.clone(),
         }
+    }
+
+    /// The request was answered from the response cache.
+    pub fn cache_hit(&self) -> bool {
+        self.cache.as_ref().is_some_and(|c| matches!(c.status, crate::event::CacheStatus::Hit | crate::event::CacheStatus::SemanticHit))
     }
 }
 

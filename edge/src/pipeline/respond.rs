@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use crate::cache::EntryKind;
 use crate::config::{Config, ModelRoute};
 use crate::error::GatewayError;
 use crate::event::Outcome;
@@ -12,6 +13,7 @@ use crate::host::{Body, ByteStream, Host};
 use crate::http::Response;
 use crate::messages::{AnthropicEventEncoder, MessagesMeta};
 use crate::openai::Usage;
+use crate::pipeline::cache::Fill;
 use crate::pipeline::context::RequestContext;
 use crate::pipeline::dispatch::{upstream_body, Dispatched};
 use crate::pipeline::guard::{guard_output, RequestGuard};
@@ -35,6 +37,10 @@ pub struct Reply {
     pub strip_usage: bool,
     pub guard: Option<RequestGuard>,
     pub reservation: Reservation,
+    /// Store the answer in the response cache once it completed successfully.
+    pub fill: Option<Fill>,
+    /// The answer is a cache hit replayed in OpenAI format: no provider translation.
+    pub from_cache: bool,
 }
 
 /// Answer a dispatched chat request.
@@ -46,7 +52,7 @@ pub async fn respond_chat<H: Host>(
     host: &H,
 ) -> Result<Response, GatewayError> {
     let Dispatched { route, provider, upstream, deadline, route_header, scrub } = call;
-    let Reply { client, stream, strip_usage, mut guard, mut reservation } = reply;
+    let Reply { client, stream, strip_usage, mut guard, mut reservation, fill, from_cache } = reply;
     // Charge the price of the target that served the request (routing may have moved it).
     reservation.served_by(&route.upstream_model);
     let mut headers: Vec<(String, String)> = reservation.headers(host.now_ms()).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
@@ -59,7 +65,7 @@ pub async fn respond_chat<H: Host>(
     }
     let response_ctx = response_context(host, ctx, &route);
     let max_event_bytes = config.limits.max_sse_event_bytes;
-    let decoder = provider::stream_decoder(provider, &response_ctx, max_event_bytes);
+    let decoder = if from_cache { None } else { provider::stream_decoder(provider, &response_ctx, max_event_bytes) };
     // A translating provider streams in its own format (SSE, AWS event-stream); an
     // OpenAI-compatible one must answer a streamed request with SSE to be streamed on.
     let streams = decoder.is_some() || upstream.header("content-type").is_some_and(|t| t.starts_with("text/event-stream"));
@@ -84,6 +90,7 @@ pub async fn respond_chat<H: Host>(
                 ))),
             },
             count_delivered: !reservation.is_empty(),
+            record_answer: fill.is_some(),
         };
         let mut finished = ctx.clone();
         let event_host = host.clone();
@@ -105,6 +112,13 @@ pub async fn respond_chat<H: Host>(
                 finished.quota = Some(charged.summary(&charge));
             }
             record(&event_host, &finished, 200, end.outcome, end.error);
+            if let (Some(fill), Some(mut answer)) = (fill, end.answer) {
+                // The decoder's usage is exact (cache writes included); the body carries it for replays.
+                if let Some(usage) = &end.usage {
+                    answer["usage"] = usage.to_openai();
+                }
+                fill.store(&event_host, &finished, EntryKind::Chat, answer, end.usage);
+            }
             let _ = settled.send(charge);
         });
         if !reservation.is_empty() {
@@ -130,7 +144,7 @@ pub async fn respond_chat<H: Host>(
     }
     let answered = async {
         let bytes = upstream_body(host, &route.provider, upstream.body, deadline, ctx, config.limits.max_upstream_body_bytes).await?;
-        match provider::chat_response(provider, &bytes, &response_ctx) {
+        match provider::chat_response(provider, &bytes, &response_ctx).filter(|_| !from_cache) {
             Some(translated) => Ok((translated?, None)),
             None => Ok((openai_body(&route.provider, &bytes)?, Some(bytes))),
         }
@@ -147,6 +161,7 @@ pub async fn respond_chat<H: Host>(
         ctx.quota = Some(reservation.summary(&charge));
     }
     let usage = translated.usage;
+    let cached = fill.map(|fill| (fill, translated.body.clone()));
     let response = match &client {
         ClientApi::OpenAi => whole_response(host, translated, forward, ctx, guard.as_mut()),
         ClientApi::Anthropic(meta) => {
@@ -157,6 +172,9 @@ pub async fn respond_chat<H: Host>(
         }
     };
     host.wait_until(limit::settle(reservation, charge, host.clone()));
+    if let (Some((fill, body)), Ok(_)) = (cached, &response) {
+        fill.store(host, ctx, EntryKind::Chat, body, usage);
+    }
     response.map(|mut r| {
         r.headers.extend(headers);
         tag(r, &route)

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use policy::guard::StreamGuard;
 
+use crate::cache::AnswerRecorder;
 use crate::error::GatewayError;
 use crate::event::Outcome;
 use crate::event::GuardSummary;
@@ -47,6 +48,9 @@ pub struct StreamPlan {
     pub max_event_bytes: usize,
     /// Removes the call's credentials from upstream error text.
     pub scrub: Scrub,
+    /// Assemble the answer as the upstream sent it (before the output guard), for the response
+    /// cache: [`StreamEnd::answer`] has it when the stream completed.
+    pub record_answer: bool,
 }
 
 /// Writes translated OpenAI chunks in another API's stream format (Anthropic events).
@@ -113,6 +117,8 @@ pub struct StreamEnd {
     pub guard: Option<GuardSummary>,
     /// Upper-bound output tokens of the text forwarded to the client (0 unless counted).
     pub delivered_output_tokens: u64,
+    /// The whole chat completion the stream added up to, when it was recorded and completed.
+    pub answer: Option<Value>,
 }
 
 type OnEnd = Box<dyn FnOnce(StreamEnd)>;
@@ -137,18 +143,27 @@ struct EndReport {
     guard: Option<OutputGuard>,
     /// `None` when the delivered text is not counted.
     delivered: Option<u64>,
+    /// `None` when the answer is not recorded.
+    recorder: Option<AnswerRecorder>,
 }
 
 impl EndReport {
     fn new(on_end: Option<OnEnd>, guard: Option<OutputGuard>, count_delivered: bool) -> Self {
-        EndReport { on_end, usage: None, raw_usage: None, guard, delivered: count_delivered.then_some(0) }
+        EndReport { on_end, usage: None, raw_usage: None, guard, delivered: count_delivered.then_some(0), recorder: None }
+    }
+
+    fn record(&mut self, chunk: &Value) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.push(chunk);
+        }
     }
 
     fn report(&mut self, outcome: Outcome, error: Option<&'static str>) {
         if let Some(on_end) = self.on_end.take() {
             let guard = self.guard.as_ref().map(|g| g.guard.summary());
             let delivered_output_tokens = self.delivered.unwrap_or(0);
-            on_end(StreamEnd { outcome, error, usage: self.usage, raw_usage: self.raw_usage.take(), guard, delivered_output_tokens });
+            let answer = self.recorder.take().filter(|_| outcome == Outcome::Completed).and_then(AnswerRecorder::finish);
+            on_end(StreamEnd { outcome, error, usage: self.usage, raw_usage: self.raw_usage.take(), guard, delivered_output_tokens, answer });
         }
     }
 
@@ -272,7 +287,7 @@ impl Translator {
         }
         let mentions_usage = event.data.contains("\"usage\"");
         let has_error = event.data.contains("\"error\"");
-        if guard.is_none() && matches!(self.client, ClientFormat::OpenAi) {
+        if guard.is_none() && end.recorder.is_none() && matches!(self.client, ClientFormat::OpenAi) {
             // Most chunks carry neither usage nor an error: forward their bytes without
             // re-encoding, and remove a compact `"usage":null` textually instead of parsing.
             if !has_error && mentions_usage && self.strip_usage {
@@ -309,6 +324,7 @@ impl Translator {
             if let Some(u) = chunk.get("usage").and_then(Usage::from_openai) {
                 end.usage = Some(u);
             }
+            end.record(&chunk);
             end.delivered_chunk(&chunk);
             crate::sse::encode(event.event.as_deref(), &event.data, out);
             return Ok(());
@@ -318,6 +334,7 @@ impl Translator {
 
     /// One OpenAI chunk object: capture usage, guard its text, strip injected usage, write it.
     fn chunk(&mut self, mut chunk: Value, end: &mut EndReport, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        end.record(&chunk);
         let chunk_usage = chunk.get("usage").filter(|u| !u.is_null());
         if let Some(u) = chunk_usage.and_then(Usage::from_openai) {
             end.usage = Some(u);
@@ -428,7 +445,10 @@ pub fn translate_stream<H: Host>(
 ) -> ByteStream {
     let client = std::mem::replace(&mut plan.client, ClientFormat::OpenAi);
     let translator = Translator::new(plan.decoder.take(), client, plan.strip_usage, plan.max_event_bytes, plan.scrub.clone());
-    let end = EndReport::new(Some(Box::new(on_end)), guard, plan.count_delivered);
+    let mut end = EndReport::new(Some(Box::new(on_end)), guard, plan.count_delivered);
+    if plan.record_answer {
+        end.recorder = Some(AnswerRecorder::default());
+    }
     let state = State {
         upstream: Some(upstream),
         translator,

@@ -118,6 +118,9 @@ pub enum FeatureMismatch {
     Entities,
     /// The same entities in another order ("Alice owes Bob" / "Bob owes Alice").
     EntityOrder,
+    /// The very same words in another order ("is a cat faster than a dog" / "is a dog faster
+    /// than a cat"): a paraphrase changes words, a swap of roles only moves them.
+    WordOrder,
     /// Different languages (the answer would be in another language).
     Language,
     /// Different writing systems.
@@ -234,6 +237,9 @@ impl QueryFeatures {
             }
         }
         numbers.flush(&mut features.numbers, None);
+        if text.contains(['¿', '¡']) {
+            votes[Language::Spanish as usize] += 2;
+        }
         features.language = dominant_language(&votes);
         features.script = dominant_script(text);
         features
@@ -283,6 +289,15 @@ impl QueryFeatures {
         };
         if order(self, cached) != order(cached, self) {
             return Err(FeatureMismatch::EntityOrder);
+        }
+        if self.words != cached.words && self.words.len() == cached.words.len() {
+            let mut a: Vec<&str> = self.words.iter().map(String::as_str).collect();
+            let mut b: Vec<&str> = cached.words.iter().map(String::as_str).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            if a == b {
+                return Err(FeatureMismatch::WordOrder);
+            }
         }
         Ok(())
     }
@@ -556,6 +571,11 @@ fn written_number(word: &str) -> Option<Written> {
         "third" | "troisième" | "dritte" | "tercero" | "tercera" | "terzo" | "derde" => Ordinal(3.0),
         "fourth" | "quatrième" | "vierte" | "cuarto" | "quarto" | "vierde" => Ordinal(4.0),
         "fifth" | "cinquième" | "fünfte" | "quinto" | "vijfde" => Ordinal(5.0),
+        "sixth" => Ordinal(6.0),
+        "seventh" => Ordinal(7.0),
+        "eighth" => Ordinal(8.0),
+        "ninth" => Ordinal(9.0),
+        "tenth" => Ordinal(10.0),
         "half" => Unit(0.5),
         _ => {
             // "twenty-five", "vingt-deux": hyphenated parts that are all number words.
@@ -649,7 +669,11 @@ fn is_sentence_opener(word: &str) -> bool {
             | "create" | "make" | "generate" | "suggest" | "recommend" | "provide" | "let" | "lets" | "let's" | "hey"
             | "hi" | "hello" | "so" | "and" | "but" | "or" | "if" | "in" | "on" | "at" | "for" | "from" | "to" | "with"
             | "by" | "of" | "about" | "as" | "also" | "then" | "now" | "ok" | "okay" | "yes" | "any" | "some" | "all"
-            | "each" | "every" | "quick" | "question" | "i'm" | "i'd" | "i've" | "i'll" | "im"
+            | "each" | "every" | "quick" | "question" | "compose" | "start" | "reserve" | "email" | "send" | "book" | "set"
+            | "run" | "play" | "buy" | "plan" | "draft" | "rewrite" | "fix" | "debug" | "check" | "add" | "remove"
+            | "delete" | "open" | "close" | "read" | "count" | "sort" | "search" | "build" | "design" | "outline" | "rank"
+            | "estimate" | "predict" | "evaluate" | "analyze" | "analyse" | "review" | "proofread" | "edit" | "improve"
+            | "simplify" | "solve" | "answer" | "get" | "say" | "use" | "try" | "keep" | "take" | "put" | "go" | "i'm" | "i'd" | "i've" | "i'll" | "im"
             // French, German, Spanish, Italian, Portuguese, Dutch
             | "quel" | "quelle" | "quels" | "quelles" | "comment" | "pourquoi" | "quand" | "où" | "qui" | "est-ce"
             | "le" | "la" | "les" | "un" | "une" | "je" | "peux" | "pouvez" | "donne" | "dis" | "explique"
@@ -689,33 +713,35 @@ fn is_function_word(language: Language, word: &str) -> bool {
         Language::English => matches!(
             word,
             "the" | "is" | "are" | "of" | "and" | "to" | "what" | "how" | "why" | "which" | "does" | "do" | "can" | "with" | "for" | "my" | "you" | "in" | "it" | "should"
+                | "who" | "where" | "when" | "was" | "were" | "a" | "an" | "this" | "that" | "i" | "me" | "be" | "have" | "has"
+                | "on" | "at" | "from" | "by" | "as" | "or" | "not" | "your" | "tell" | "about" | "many" | "much"
         ),
         Language::French => {
-            matches!(word, "le" | "la" | "les" | "est" | "des" | "et" | "quel" | "quelle" | "comment" | "pourquoi" | "du" | "une" | "pour" | "avec" | "je" | "mon" | "dans" | "sont" | "peut")
+            matches!(word, "le" | "la" | "les" | "de" | "que" | "où" | "qui" | "quand" | "sur" | "au" | "aux" | "un" | "en" | "il" | "à" | "est" | "des" | "qu'est-ce" | "ce" | "et" | "quel" | "quelle" | "comment" | "pourquoi" | "du" | "une" | "pour" | "avec" | "je" | "mon" | "dans" | "sont" | "peut")
         }
         Language::German => {
-            matches!(word, "der" | "die" | "das" | "ist" | "und" | "wie" | "was" | "ein" | "eine" | "ich" | "mit" | "für" | "sind" | "kann" | "warum" | "welche" | "den" | "dem" | "nicht")
+            matches!(word, "der" | "die" | "das" | "ist" | "in" | "und" | "wo" | "wer" | "wann" | "wurde" | "hat" | "haben" | "sie" | "zu" | "auf" | "von" | "wie" | "was" | "ein" | "eine" | "ich" | "mit" | "für" | "sind" | "kann" | "warum" | "welche" | "den" | "dem" | "nicht")
         }
         Language::Spanish => {
-            matches!(word, "el" | "los" | "las" | "es" | "qué" | "cómo" | "por" | "una" | "para" | "con" | "del" | "puedo" | "mi" | "cuál" | "son" | "y" | "en")
+            matches!(word, "el" | "los" | "las" | "la" | "de" | "que" | "un" | "a" | "es" | "qué" | "cómo" | "por" | "una" | "para" | "con" | "del" | "puedo" | "mi" | "cuál" | "son" | "y" | "en")
         }
         Language::Italian => {
-            matches!(word, "il" | "è" | "di" | "che" | "come" | "perché" | "gli" | "una" | "per" | "con" | "del" | "della" | "sono" | "posso" | "qual" | "quale")
+            matches!(word, "il" | "la" | "un" | "i" | "e" | "a" | "in" | "cosa" | "è" | "di" | "che" | "come" | "perché" | "gli" | "una" | "per" | "con" | "del" | "della" | "sono" | "posso" | "qual" | "quale")
         }
         Language::Portuguese => {
-            matches!(word, "o" | "os" | "é" | "que" | "como" | "uma" | "para" | "com" | "do" | "da" | "não" | "são" | "posso" | "qual" | "em" | "meu")
+            matches!(word, "o" | "os" | "a" | "as" | "e" | "de" | "um" | "é" | "que" | "como" | "uma" | "para" | "com" | "do" | "da" | "não" | "são" | "posso" | "qual" | "em" | "meu")
         }
         Language::Dutch => {
-            matches!(word, "de" | "het" | "een" | "is" | "hoe" | "wat" | "waarom" | "van" | "en" | "ik" | "met" | "voor" | "zijn" | "kan" | "welke" | "niet")
+            matches!(word, "de" | "het" | "een" | "is" | "hoe" | "en" | "in" | "wat" | "waarom" | "van" | "ik" | "met" | "voor" | "zijn" | "kan" | "welke" | "niet")
         }
     }
 }
 
-/// The language with the most function words, when it has at least two and leads clearly.
+/// The language with the most function words, when it leads (a tie is no evidence).
 fn dominant_language(votes: &[u32; LANGUAGES.len()]) -> Option<Language> {
     let (best, &top) = votes.iter().enumerate().max_by_key(|(_, v)| **v)?;
     let runner_up = votes.iter().enumerate().filter(|(i, _)| *i != best).map(|(_, v)| *v).max().unwrap_or(0);
-    (top >= 2 && top > runner_up).then_some(LANGUAGES[best])
+    (top >= 1 && top > runner_up).then_some(LANGUAGES[best])
 }
 
 /// The writing system of most of the letters.
@@ -819,6 +845,8 @@ mod tests {
             ("What does `Vec::new` do?", "Explain what `Vec::new` does"),
             ("Give me twenty-five ideas", "List 25 ideas"),
             ("Translate 'good morning' to Spanish", "Translate 'good morning' into Spanish please"),
+            ("Where was Mozart born?", "What is Mozart's birthplace?"),
+            ("Book a table for two at 7pm", "Reserve a table for 2 at 7 pm"),
         ] {
             assert_eq!(check(a, b), Ok(()), "{a:?} vs {b:?}");
             assert_eq!(check(b, a), Ok(()), "{b:?} vs {a:?}");
@@ -850,6 +878,10 @@ mod tests {
             ("Convert USD to EUR", "Convert EUR to USD", EntityOrder),
             ("What is the capital of France?", "Quelle est la capitale de la France ?", Language),
             ("What is the weather like?", "Какая сегодня погода?", Script),
+            ("Is a cat faster than a dog?", "Is a dog faster than a cat?", WordOrder),
+            ("How do I migrate from MySQL to PostgreSQL?", "How do I migrate from PostgreSQL to MySQL?", WordOrder),
+            ("How does photosynthesis work?", "¿Cómo funciona la fotosíntesis?", Language),
+            ("Where was Mozart born?", "Wo wurde Mozart geboren?", Language),
         ] {
             assert_eq!(check(a, b), Err(why), "{a:?} vs {b:?}");
         }

@@ -12,17 +12,46 @@
 
 use std::cmp::Ordering;
 
+use serde::{Deserialize, Serialize};
+
 use super::semantic::cosine_similarity;
 
 /// Entries one partition keeps before the least recently written is evicted.
 pub const DEFAULT_PARTITION_CAPACITY: usize = 1000;
 
 /// One result of a query: the stored id, its cosine similarity to the query, its metadata.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VectorMatch {
     pub id: String,
     pub score: f32,
     pub metadata: String,
+}
+
+/// One request to a store that holds a partition (the Durable Object's wire protocol, as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum IndexOp {
+    Upsert { id: String, vector: Vec<f32>, metadata: String },
+    Query { vector: Vec<f32>, top_k: usize },
+}
+
+/// The store's answer to an [`IndexOp`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum IndexReply {
+    /// The entry is stored (and these were evicted to make room).
+    Stored { evicted: Vec<String> },
+    Matches { matches: Vec<VectorMatch> },
+}
+
+impl PartitionIndex {
+    /// Apply one [`IndexOp`] (what every store does after loading the partition).
+    pub fn apply(&mut self, op: IndexOp) -> IndexReply {
+        match op {
+            IndexOp::Upsert { id, vector, metadata } => IndexReply::Stored { evicted: self.upsert(&id, vector, metadata) },
+            IndexOp::Query { vector, top_k } => IndexReply::Matches { matches: self.query(&vector, top_k) },
+        }
+    }
 }
 
 /// `vector` as little-endian `f32` bytes.
@@ -218,6 +247,20 @@ mod tests {
         let metas: Vec<_> = index.query(&[1.0], 5).into_iter().map(|m| m.metadata).collect();
         assert!(metas.contains(&"3".to_string()) && metas.contains(&"4".to_string()));
         assert!(index.remove("a") && !index.remove("a"));
+    }
+
+    #[test]
+    fn ops_round_trip_as_json_and_apply() {
+        let op = IndexOp::Upsert { id: "a".into(), vector: vec![0.1, 0.2], metadata: "m".into() };
+        let json = serde_json::to_string(&op).unwrap();
+        assert_eq!(json, r#"{"op":"upsert","id":"a","vector":[0.1,0.2],"metadata":"m"}"#);
+        assert_eq!(serde_json::from_str::<IndexOp>(&json).unwrap(), op, "f32 survives JSON exactly");
+        let mut index = PartitionIndex::new(1);
+        assert_eq!(index.apply(op), IndexReply::Stored { evicted: vec![] });
+        let IndexReply::Matches { matches } = index.apply(IndexOp::Query { vector: vec![0.1, 0.2], top_k: 1 }) else { panic!() };
+        assert_eq!(matches[0].id, "a");
+        let reply = serde_json::to_string(&IndexReply::Matches { matches }).unwrap();
+        assert!(reply.starts_with(r#"{"reply":"matches","matches":[{"id":"a","score":"#), "{reply}");
     }
 
     #[test]

@@ -6,7 +6,8 @@ normalisation of the sentence-transformers pipeline are written out here, so the
 needs only numpy, tokenizers and safetensors, and runs offline.
 
 Usage: embed.py IN.jsonl OUT.jsonl — each input line has "a" and "b"; each output line is the
-input plus "similarity" (cosine of the two embeddings) and, with --vectors, "va"/"vb".
+input plus "similarity" (cosine of the two embeddings) and, with --vectors, "va"/"vb". Pairs
+already scored in an existing OUT.jsonl (same texts) are reused, not embedded again.
 """
 import json
 import os
@@ -85,11 +86,21 @@ def main():
             cache[text] = model.embed(text)
         return cache[text]
 
-    with open(args[0]) as src, open(args[1], "w") as out:
-        for line in src:
-            if not line.strip():
+    previous = {}
+    if os.path.exists(args[1]) and not with_vectors:
+        with open(args[1]) as old:
+            for line in old:
+                if line.strip():
+                    p = json.loads(line)
+                    previous[(p["a"], p["b"])] = p["similarity"]
+    with open(args[0]) as src:
+        pairs = [json.loads(line) for line in src if line.strip()]
+    with open(args[1], "w") as out:
+        for pair in pairs:
+            if (pair["a"], pair["b"]) in previous:
+                pair["similarity"] = previous[(pair["a"], pair["b"])]
+                out.write(json.dumps(pair, ensure_ascii=False) + "\n")
                 continue
-            pair = json.loads(line)
             va, vb = vec(pair["a"]), vec(pair["b"])
             pair["similarity"] = round(float(va @ vb), 6)
             if with_vectors:

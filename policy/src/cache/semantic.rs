@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 /// The cosine similarity at or above which a candidate may answer, with the feature check.
 /// Chosen from the evaluation in `bench-results/semantic-cache.md` (all-MiniLM-L6-v2): the
 /// lowest threshold whose false-hit rate, with the check, is at most 1% on the labelled set.
-pub const DEFAULT_SIMILARITY_THRESHOLD: f32 = 0.85;
+pub const DEFAULT_SIMILARITY_THRESHOLD: f32 = 0.78;
 
 /// The partition a query searches and is stored in: one per (cache scope, resolved model,
 /// hash of system prompt + tools + generation parameters). A query never sees entries of

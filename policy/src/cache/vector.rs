@@ -61,7 +61,7 @@ pub fn encode_vector(vector: &[f32]) -> Vec<u8> {
 
 /// The vector of an [`encode_vector`] blob; `None` when its length is not a multiple of 4.
 pub fn decode_vector(bytes: &[u8]) -> Option<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

@@ -150,7 +150,11 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     bindings,
     kvNamespaces: ["GATEWAY_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
-    durableObjects: { COUNTERS: { className: "GatewayCounter", useSQLite: true } },
+    // The semantic cache's vector index: one object per partition (adapters/cloudflare/src/vector.rs).
+    durableObjects: {
+      COUNTERS: { className: "GatewayCounter", useSQLite: true },
+      SEMANTIC_INDEX: { className: "GatewayVectorIndex", useSQLite: true },
+    },
   };
   const workers = aiBinding
     ? {

@@ -153,7 +153,11 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     // GATEWAY_CACHE_KV: the response cache's global tier (adapters/cloudflare/src/cache_tiers.rs).
     kvNamespaces: ["GATEWAY_KV", "GATEWAY_CACHE_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
-    durableObjects: { COUNTERS: { className: "GatewayCounter", useSQLite: true } },
+    // The semantic cache's vector index: one object per partition (adapters/cloudflare/src/vector.rs).
+    durableObjects: {
+      COUNTERS: { className: "GatewayCounter", useSQLite: true },
+      SEMANTIC_INDEX: { className: "GatewayVectorIndex", useSQLite: true },
+    },
   };
   const workers = aiBinding
     ? {

@@ -55,20 +55,29 @@ export function upstreamReplyDeltas(lastUserMessage) {
   return upstreamReplyText(lastUserMessage).match(/\S+\s*/g) ?? [""];
 }
 
-/** Deterministic embedding for one input: values in [-1, 1], derived from SHA-256 of the text. */
+/**
+ * Deterministic embedding for one input that makes paraphrases similar, so tests of the semantic
+ * cache mean something: a hashed bag of normalised words (lower-cased, split on anything but
+ * letters and digits), each word adding ±1 at a SHA-256-chosen dimension, L2-normalised. Texts
+ * with the same words get the same vector, texts sharing most words a high cosine similarity,
+ * unrelated texts a low one. Values go through float32 so the float and base64 encodings carry
+ * exactly the same numbers.
+ */
 export function upstreamEmbedding(text, dimensions) {
-  const out = new Array(dimensions);
-  let block = Buffer.alloc(0);
-  let counter = 0;
-  for (let i = 0; i < dimensions; i++) {
-    if ((i * 2) % 32 === 0) {
-      block = createHash("sha256").update(`${counter++}:${text}`).digest();
-    }
-    const u16 = block.readUInt16LE((i * 2) % 32);
-    // Round through float32 so the float and base64 encodings carry exactly the same values.
-    out[i] = Math.fround(u16 / 32767.5 - 1);
+  const sums = new Float64Array(dimensions);
+  const words = String(text).toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [""];
+  for (const word of words) {
+    const digest = createHash("sha256").update(word).digest();
+    const slot = digest.readUInt32LE(0) % dimensions;
+    sums[slot] += digest[4] & 1 ? 1 : -1;
   }
-  return out;
+  let norm = Math.hypot(...sums);
+  if (norm === 0) {
+    // Words that cancel out: fall back to one dimension, still a unit vector.
+    sums[0] = 1;
+    norm = 1;
+  }
+  return Array.from(sums, (x) => Math.fround(x / norm));
 }
 
 /** Little-endian float32 bytes, base64 — OpenAI's `encoding_format: "base64"`. */

@@ -26,6 +26,7 @@
 import http from "node:http";
 import { createHash, createHmac } from "node:crypto";
 import { crc32 } from "node:zlib";
+import { upstreamEmbedding } from "./mock-upstream.mjs";
 
 export const PROVIDER_KEYS = Object.freeze({
   anthropic: "sk-ant-test-key-0001",
@@ -450,7 +451,7 @@ function cohereEmbed(body, res) {
   check(typeof body.input_type === "string", "input_type is required for embed v3 and newer models");
   check(Array.isArray(body.texts) && body.texts.length > 0, "texts is required");
   const dims = body.output_dimension ?? 1024;
-  const vec = (t) => Array.from({ length: dims }, (_, i) => Math.fround(((t.length * 31 + i * 7) % 200) / 100 - 1));
+  const vec = (t) => upstreamEmbedding(t, dims);
   return json(res, 200, { id: "emb-1", embeddings: { float: body.texts.map(vec) }, texts: body.texts, meta: { api_version: { version: "2" }, billed_units: { input_tokens: body.texts.length * 3 } }, response_type: "embeddings_by_type" });
 }
 

@@ -18,6 +18,7 @@
 //! | `cache_get`/`cache_put` | Cache API of the location (immediate there, per location), then KV when bound (eventually consistent, ~60 s) | immediate, both tiers in maps |
 //! | `counter`  | one Durable Object per subject: strongly consistent, one op at a time, durable | a map applied atomically |
 //! | `wait_until` | `ctx.waitUntil`: runs after the response, bounded by the platform | queued until `run_background` |
+//! | `vector_upsert`/`vector_query` | one Durable Object per partition (SQLite, strongly consistent, read-your-writes); or Vectorize (eventually consistent: an upsert is queryable after a few seconds) | a map, immediate |
 //!
 //! Spin has no strongly consistent store in its SDK: its `counter` always fails (see
 //! docs/spin.md), so each limit's configured failure mode decides.
@@ -26,6 +27,8 @@ use std::future::Future;
 
 use futures::future::{select, Either};
 use policy::limits::{CounterOp, CounterReply};
+
+pub use policy::cache::VectorMatch;
 
 pub use crate::http::{Body, BodyChunk, BodyError, ByteStream, RequestFacts};
 
@@ -76,6 +79,18 @@ pub enum CachePlacement {
     LocalOnly,
     /// The location's tier and, where the platform has one, a global tier.
     Anywhere,
+}
+
+/// Where a semantic-cache vector lives: a named index (the config's), one partition of it (see
+/// `policy::cache::partition_id`), and the jurisdiction its data must stay in, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorPartition<'a> {
+    pub index: &'a str,
+    pub partition: &'a str,
+    /// `Some("eu")`: stored only where that jurisdiction allows (a jurisdiction-pinned Durable
+    /// Object on Workers, never a global index); the same partition under another jurisdiction is
+    /// a different one.
+    pub jurisdiction: Option<&'a str>,
 }
 
 /// Everything a platform provides to the gateway core.
@@ -165,6 +180,27 @@ pub trait Host: Clone + 'static {
     /// idempotency by reservation id makes safe to retry. The limit's `FailureMode` decides what
     /// the request gets.
     async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError>;
+
+    /// Store `vector` under `id` in one partition of a vector index, replacing an entry with the
+    /// same id, with `metadata` (opaque text, JSON by convention: the cached query and the exact
+    /// cache key of its answer) returned by [`vector_query`](Self::vector_query).
+    ///
+    /// Each partition is bounded (`policy::cache::DEFAULT_PARTITION_CAPACITY` on the embedded
+    /// stores): past it the oldest write is evicted, so a partition never grows without limit.
+    /// Consistency is the store's (see the table above): the Durable Object index answers the next
+    /// query with this entry; Vectorize may take seconds. Hosts without an index refuse, and the
+    /// semantic tier is skipped (the exact tier still works).
+    async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> Result<(), HostError> {
+        let _ = (id, vector, metadata);
+        Err(HostError(format!("this host has no vector index {:?}", at.index)))
+    }
+
+    /// The `top_k` entries of one partition most similar to `vector` (cosine similarity, best
+    /// first), never an entry of another partition. Entries of another dimension never match.
+    async fn vector_query(&self, at: &VectorPartition<'_>, vector: &[f32], top_k: usize) -> Result<Vec<VectorMatch>, HostError> {
+        let _ = (vector, top_k);
+        Err(HostError(format!("this host has no vector index {:?}", at.index)))
+    }
 
     /// Run `task` in the background, after the response has been handed to the platform: work the
     /// client must not wait for but that must not be lost, e.g. settling a stream's usage once its

@@ -60,5 +60,8 @@ pub use config::Config;
 pub use error::GatewayError;
 pub use event::UsageEvent;
 pub use gateway::Gateway;
-pub use host::{Body, BodyError, ByteStream, CachePlacement, FetchError, Host, HostError, OutboundRequest, OutboundResponse, RequestFacts};
+pub use host::{
+    Body, BodyError, ByteStream, CachePlacement, FetchError, Host, HostError, OutboundRequest, OutboundResponse, RequestFacts, VectorMatch,
+    VectorPartition,
+};
 pub use http::{Request, Response};

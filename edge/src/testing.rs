@@ -9,6 +9,9 @@
 //! (what a Durable Object gives on Workers). Background tasks ([`Host::wait_until`]) are queued
 //! and run only when the test calls [`MemoryHost::run_background`], so a test can observe the
 //! state before and after the post-response work.
+//!
+//! The vector index is one [`PartitionIndex`] per (index, jurisdiction, partition), bounded like
+//! the Durable Object's, and immediately consistent.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -18,10 +21,18 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use futures::StreamExt;
+use policy::cache::{PartitionIndex, DEFAULT_PARTITION_CAPACITY};
 use policy::limits::{CounterOp, CounterReply, CounterState};
 
 use crate::event::UsageEvent;
-use crate::host::{Body, CachePlacement, FetchError, Host, HostError, OutboundRequest, OutboundResponse};
+use crate::host::{Body, CachePlacement, FetchError, Host, HostError, OutboundRequest, OutboundResponse, VectorMatch, VectorPartition};
+
+/// A vector partition's address in the in-memory index: (index, jurisdiction, partition).
+type VectorKey = (String, Option<String>, String);
+
+fn vector_key(at: &VectorPartition<'_>) -> VectorKey {
+    (at.index.to_string(), at.jurisdiction.map(str::to_string), at.partition.to_string())
+}
 
 /// What a scripted upstream does with one request.
 pub enum Scripted {
@@ -72,6 +83,10 @@ struct Inner {
     counters_broken: Cell<bool>,
     counter_calls: RefCell<Vec<(String, Option<String>)>>,
     background: RefCell<Vec<Pin<Box<dyn Future<Output = ()>>>>>,
+    vectors: RefCell<HashMap<VectorKey, PartitionIndex>>,
+    /// `None`: [`DEFAULT_PARTITION_CAPACITY`].
+    vector_capacity: Cell<Option<usize>>,
+    vectors_broken: Cell<bool>,
     /// Deadlines of pending timers, for [`MemoryHost::block_on`].
     deadlines: RefCell<Vec<u64>>,
 }
@@ -201,6 +216,22 @@ impl MemoryHost {
     /// touched or empty again, as a Durable Object deletes an empty state).
     pub fn counter_state(&self, subject: &str, jurisdiction: Option<&str>) -> Option<CounterState> {
         self.inner.counters.borrow().get(&(jurisdiction.map(str::to_string), subject.to_string())).cloned()
+    }
+
+    /// Bound every vector partition to `capacity` entries (to test eviction).
+    pub fn with_vector_capacity(self, capacity: usize) -> Self {
+        self.inner.vector_capacity.set(Some(capacity));
+        self
+    }
+
+    /// Make vector index calls fail (the index is unreachable).
+    pub fn break_vectors(&self, broken: bool) {
+        self.inner.vectors_broken.set(broken);
+    }
+
+    /// How many entries one vector partition holds, for assertions.
+    pub fn vector_count(&self, at: &VectorPartition<'_>) -> usize {
+        self.inner.vectors.borrow().get(&vector_key(at)).map_or(0, PartitionIndex::len)
     }
 
     /// How many [`Host::wait_until`] tasks are queued and not yet run.
@@ -373,6 +404,24 @@ impl Host for MemoryHost {
     fn wait_until(&self, task: impl Future<Output = ()> + 'static) {
         self.inner.background.borrow_mut().push(Box::pin(task));
     }
+
+    async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> Result<(), HostError> {
+        if self.inner.vectors_broken.get() {
+            return Err(HostError("vector index unavailable".into()));
+        }
+        let capacity = self.inner.vector_capacity.get().unwrap_or(DEFAULT_PARTITION_CAPACITY);
+        let mut vectors = self.inner.vectors.borrow_mut();
+        let partition = vectors.entry(vector_key(at)).or_insert_with(|| PartitionIndex::new(capacity));
+        partition.upsert(id, vector.to_vec(), metadata.to_string());
+        Ok(())
+    }
+
+    async fn vector_query(&self, at: &VectorPartition<'_>, vector: &[f32], top_k: usize) -> Result<Vec<VectorMatch>, HostError> {
+        if self.inner.vectors_broken.get() {
+            return Err(HostError("vector index unavailable".into()));
+        }
+        Ok(self.inner.vectors.borrow().get(&vector_key(at)).map(|p| p.query(vector, top_k)).unwrap_or_default())
+    }
 }
 
 /// Collect a whole body (test helper). Panics if the stream breaks.
@@ -463,6 +512,42 @@ mod tests {
             host.counter("s", None, &CounterOp::Expire).await.unwrap();
         });
         assert!(host.counter_state("s", None).is_none());
+    }
+
+    #[test]
+    fn vector_index_searches_one_partition_only() {
+        let host = MemoryHost::new();
+        let web = VectorPartition { index: "semantic", partition: "p1", jurisdiction: None };
+        let other_tenant = VectorPartition { partition: "p2", ..web };
+        let in_eu = VectorPartition { jurisdiction: Some("eu"), ..web };
+        block_on(async {
+            host.vector_upsert(&web, "a", &[1.0, 0.0], r#"{"q":"a"}"#).await.unwrap();
+            host.vector_upsert(&web, "b", &[0.6, 0.8], r#"{"q":"b"}"#).await.unwrap();
+            host.vector_upsert(&other_tenant, "c", &[1.0, 0.0], "{}").await.unwrap();
+            let hits = host.vector_query(&web, &[1.0, 0.0], 5).await.unwrap();
+            assert_eq!(hits.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+            assert_eq!(hits[0].metadata, r#"{"q":"a"}"#);
+            assert!((hits[1].score - 0.6).abs() < 1e-6);
+            assert!(host.vector_query(&in_eu, &[1.0, 0.0], 5).await.unwrap().is_empty(), "a jurisdiction is its own partition");
+            assert_eq!(host.vector_query(&other_tenant, &[1.0, 0.0], 5).await.unwrap().len(), 1);
+        });
+    }
+
+    #[test]
+    fn vector_partitions_are_bounded_and_can_fail() {
+        let host = MemoryHost::new().with_vector_capacity(2);
+        let at = VectorPartition { index: "semantic", partition: "p", jurisdiction: None };
+        block_on(async {
+            for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+                host.vector_upsert(&at, id, &[1.0, i as f32], "").await.unwrap();
+            }
+        });
+        assert_eq!(host.vector_count(&at), 2, "the oldest write was evicted");
+        let ids: Vec<String> = block_on(host.vector_query(&at, &[1.0, 0.0], 5)).unwrap().into_iter().map(|m| m.id).collect();
+        assert!(!ids.contains(&"a".to_string()));
+        host.break_vectors(true);
+        assert!(block_on(host.vector_query(&at, &[1.0, 0.0], 5)).is_err());
+        assert!(block_on(host.vector_upsert(&at, "d", &[1.0, 0.0], "")).is_err());
     }
 
     #[test]

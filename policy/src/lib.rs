@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod cache;
 pub mod guard;
 pub mod identity;
 pub mod limits;

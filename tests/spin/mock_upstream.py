@@ -12,11 +12,29 @@ Behaviour by the upstream model name (after the gateway's model mapping):
 - anything else: a normal completion (streamed if "stream": true) echoing the last user message
 """
 
+import hashlib
 import json
+import math
+import re
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def embedding(text, dimensions):
+    """The hashed bag of normalised words of tests/mock-upstream.mjs (same vectors): paraphrases
+    sharing words are similar, so semantic-cache tests mean something. L2-normalised."""
+    sums = [0.0] * dimensions
+    words = re.findall(r"[^\W_]+", text.lower()) or [""]
+    for word in words:
+        digest = hashlib.sha256(word.encode()).digest()
+        slot = int.from_bytes(digest[0:4], "little") % dimensions
+        sums[slot] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in sums))
+    if norm == 0:
+        sums[0], norm = 1.0, 1.0
+    return [x / norm for x in sums]
 
 SAFETY_TIMEOUT_S = 5.0
 
@@ -116,9 +134,12 @@ def make_handler(state):
                 return self.send_json(400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
             model = body.get("model", "")
             if self.path.endswith("/embeddings"):
-                return self.send_json(200, {"object": "list", "model": model,
-                                            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
-                                            "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+                inputs = body.get("input")
+                inputs = inputs if isinstance(inputs, list) else [inputs]
+                dims = body.get("dimensions") or 256
+                data = [{"object": "embedding", "index": i, "embedding": embedding(str(text), dims)} for i, text in enumerate(inputs)]
+                return self.send_json(200, {"object": "list", "model": model, "data": data,
+                                            "usage": {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}})
             if model == "fail-500":
                 return self.send_json(500, {"error": {"message": "upstream exploded sk-secret-echo", "type": "server_error"}})
             messages = body.get("messages") or [{}]

@@ -33,9 +33,9 @@ pub const COUNTERS_BINDING: &str = "COUNTERS";
 /// The one storage key of a counter object: its whole [`CounterState`] as JSON.
 const STATE_KEY: &str = "state";
 
-/// The URL of requests to a counter object. Only the method and body matter: the object is
+/// The URL of requests to this adapter's objects. Only the method and body matter: an object is
 /// addressed by its stub, not by the URL.
-const OP_URL: &str = "https://gateway-counter.internal/op";
+const OP_URL: &str = "https://gateway-object.internal/op";
 
 /// The counters of one subject. Applies one [`CounterOp`] per request with its own clock and
 /// persists the state before it answers, so a reply means the change survives a restart.
@@ -155,29 +155,41 @@ pub fn namespace_in(namespace: ObjectNamespace, jurisdiction: Option<&str>) -> s
 
 /// Send `op` to `subject`'s counter object and return its reply.
 pub async fn call(env: &Env, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> std::result::Result<CounterReply, HostError> {
-    let namespace =
-        env.durable_object(COUNTERS_BINDING).map_err(|_| HostError(format!("no Durable Object binding {COUNTERS_BINDING}")))?;
+    post_json(env, COUNTERS_BINDING, subject, jurisdiction, op).await
+}
+
+/// POST `request` as JSON to the Durable Object named `name` in `binding` (in `jurisdiction`'s
+/// subnamespace, if any) and parse its JSON reply: the wire of every object of this adapter.
+pub(crate) async fn post_json<Req: serde::Serialize, Reply: serde::de::DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    jurisdiction: Option<&str>,
+    request: &Req,
+) -> std::result::Result<Reply, HostError> {
+    let namespace = env.durable_object(binding).map_err(|_| HostError(format!("no Durable Object binding {binding}")))?;
     let namespace = namespace_in(namespace, jurisdiction)?;
     let stub = namespace
-        .id_from_name(subject)
+        .id_from_name(name)
         .and_then(|id| id.get_stub())
-        .map_err(|e| HostError(format!("counter object: {e}")))?;
-    let body = serde_json::to_string(op).map_err(|e| HostError(format!("counter operation: {e}")))?;
+        .map_err(|e| HostError(format!("{binding} object: {e}")))?;
+    let body = serde_json::to_string(request).map_err(|e| HostError(format!("{binding} request: {e}")))?;
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(|e| HostError(e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
-    let request = Request::new_with_init(OP_URL, &init).map_err(|e| HostError(format!("counter request: {e}")))?;
-    let mut response = stub.fetch_with_request(request).await.map_err(|e| HostError(format!("counter object unreachable: {e}")))?;
+    let request = Request::new_with_init(OP_URL, &init).map_err(|e| HostError(format!("{binding} request: {e}")))?;
+    let mut response =
+        stub.fetch_with_request(request).await.map_err(|e| HostError(format!("{binding} object unreachable: {e}")))?;
     let status = response.status_code();
-    let text = response.text().await.map_err(|e| HostError(format!("counter reply: {e}")))?;
+    let text = response.text().await.map_err(|e| HostError(format!("{binding} reply: {e}")))?;
     if status != 200 {
-        return Err(HostError(format!("counter object answered {status}: {}", truncate(&text, 200))));
+        return Err(HostError(format!("{binding} object answered {status}: {}", truncate(&text, 200))));
     }
-    serde_json::from_str(&text).map_err(|e| HostError(format!("counter reply: {e}")))
+    serde_json::from_str(&text).map_err(|e| HostError(format!("{binding} reply: {e}")))
 }
 
-fn js_message(value: &JsValue) -> String {
+pub(crate) fn js_message(value: &JsValue) -> String {
     value
         .dyn_ref::<js_sys::Error>()
         .map(|e| String::from(e.message()))

@@ -8,7 +8,10 @@
 //! - `GATEWAY_CACHE_KV` (KV namespace, optional): the response cache's global tier (its
 //!   per-location tier is the Cache API, always there; see [`cache_tiers`]);
 //! - `COUNTERS` (Durable Object namespace of class [`GatewayCounter`]): limits and budgets, one
-//!   object per subject (see [`counter`]).
+//!   object per subject (see [`counter`]);
+//! - `SEMANTIC_INDEX` (Durable Object namespace of class [`GatewayVectorIndex`]): the semantic
+//!   cache's vector index, one object per partition, or `VECTORIZE` (a Vectorize index, optional)
+//!   for partitions without a jurisdiction (see [`vector`]).
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -18,12 +21,14 @@ use std::time::Duration;
 mod cache_tiers;
 mod counter;
 mod departure;
+mod vector;
 
 pub use counter::GatewayCounter;
+pub use vector::GatewayVectorIndex;
 use departure::{handle_until_departure, Departure, DepartingBody};
 
 use policy::limits::{CounterOp, CounterReply};
-use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts};
+use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts, VectorMatch, VectorPartition};
 use futures::{Stream, StreamExt};
 use worker::{
     console_log, event, js_sys, AbortController, Context, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
@@ -194,6 +199,14 @@ impl edge::Host for WorkerHost {
 
     async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> std::result::Result<CounterReply, HostError> {
         counter::call(&self.env, subject, jurisdiction, op).await
+    }
+
+    async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> std::result::Result<(), HostError> {
+        vector::upsert(&self.env, at, id, vector, metadata).await
+    }
+
+    async fn vector_query(&self, at: &VectorPartition<'_>, vector: &[f32], top_k: usize) -> std::result::Result<Vec<VectorMatch>, HostError> {
+        vector::query(&self.env, at, vector, top_k).await
     }
 
     fn wait_until(&self, task: impl std::future::Future<Output = ()> + 'static) {

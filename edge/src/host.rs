@@ -20,8 +20,8 @@
 //! | `wait_until` | `ctx.waitUntil`: runs after the response, bounded by the platform | queued until `run_background` |
 //! | `vector_upsert`/`vector_query` | one Durable Object per partition (SQLite, strongly consistent, read-your-writes); or Vectorize (eventually consistent: an upsert is queryable after a few seconds) | a map, immediate |
 //!
-//! Spin has no strongly consistent store in its SDK: its `counter` always fails (see
-//! docs/spin.md), so each limit's configured failure mode decides.
+//! On Spin, `counter` runs over SQLite (default) or Redis with a compare-and-swap per op
+//! (`counter_store`, docs/spin.md): Spin's SDK has no transaction that spans requests.
 
 use std::future::Future;
 

@@ -71,6 +71,8 @@ struct Inner {
     secrets: RefCell<HashMap<String, String>>,
     kv: RefCell<HashMap<String, String>>,
     kv_broken: Cell<bool>,
+    /// Writes under this key prefix fail (one part of the store out, e.g. the audit log).
+    kv_put_refused_prefix: RefCell<Option<String>>,
     /// The response cache's tiers, by tier then key: (value, expiry on the virtual clock).
     cache: RefCell<BTreeMap<(CacheTier, String), StoredAnswer>>,
     shipped_config: RefCell<Option<String>>,
@@ -152,6 +154,12 @@ impl MemoryHost {
     /// Make KV reads fail (store outage).
     pub fn break_kv(&self, broken: bool) {
         self.inner.kv_broken.set(broken);
+    }
+
+    /// Make KV writes under `prefix` fail (or none with `None`), leaving the rest of KV working:
+    /// shows that an operation whose first write fails leaves no trace in the others.
+    pub fn refuse_kv_puts_under(&self, prefix: Option<&str>) {
+        *self.inner.kv_put_refused_prefix.borrow_mut() = prefix.map(str::to_string);
     }
 
     /// Move the clock forward, waking every timer that is now due.
@@ -325,7 +333,8 @@ impl Host for MemoryHost {
     }
 
     async fn kv_put(&self, key: &str, value: &str) -> Result<(), HostError> {
-        if self.inner.kv_broken.get() {
+        let refused = self.inner.kv_put_refused_prefix.borrow().as_deref().is_some_and(|p| key.starts_with(p));
+        if self.inner.kv_broken.get() || refused {
             return Err(HostError("store unavailable".into()));
         }
         self.inner.kv.borrow_mut().insert(key.into(), value.into());

@@ -349,3 +349,26 @@ fn the_audit_log_pages_with_a_cursor_and_forgets_entries_past_retention() {
     assert_eq!(expired["data"], json!([]), "older than the default 90 days");
 }
 
+
+#[test]
+fn a_change_whose_audit_entry_cannot_be_written_is_not_applied() {
+    let (gateway, host) = setup();
+    let (_, before, _) = run(&gateway, &host, request("GET", "/admin/config", Some(ADMIN), None));
+    host.refuse_kv_puts_under(Some("audit:"));
+    // Configuration: refused with a store error, the old document stays in force.
+    let mut doc = config();
+    doc["rate_limits"] = json!([{ "scope": ["consumer"], "metric": "requests", "window": "minute", "limit": 1 }]);
+    let (put, _, text) = run(&gateway, &host, request("PUT", "/admin/config", Some(ADMIN), Some(doc)));
+    assert_eq!(put.status, 503, "{text}");
+    // A key: not issued, so nothing exists that the audit log does not know about.
+    let (issue, _, text) = run(&gateway, &host, request("POST", "/admin/keys", Some(ADMIN), Some(json!({ "consumer": "web" }))));
+    assert_eq!(issue.status, 503, "{text}");
+    host.refuse_kv_puts_under(None);
+    let (_, after, _) = run(&gateway, &host, request("GET", "/admin/config", Some(ADMIN), None));
+    assert_eq!(after["config"], before["config"]);
+    let (_, keys, text) = run(&gateway, &host, request("GET", "/admin/consumers/web/keys", Some(ADMIN), None));
+    assert_eq!(keys["data"], json!([]), "{text}");
+    for _ in 0..3 {
+        assert_eq!(run(&gateway, &host, request("POST", "/v1/chat/completions", Some(WEB), Some(chat("mock")))).0.status, 200);
+    }
+}

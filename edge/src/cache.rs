@@ -62,13 +62,87 @@ impl CacheKey {
 
 /// The key of a chat request (OpenAI or Anthropic client, translated to the OpenAI form).
 pub fn chat_key(parts: KeyParts<'_>, request: &ChatRequest) -> CacheKey {
+    CacheKey::of("chat", parts, chat_body(request, |_| true))
+}
+
+/// The semantic tier's context hash: the exact key's canonical form of everything except the
+/// conversation's turns — the system (and developer) messages, tools, `tool_choice`,
+/// `response_format`, every generation parameter and unknown field, and the guard profile.
+/// Scope and model are not in it: `policy::cache::partition_id` adds them.
+pub fn chat_context_hash(guard_profile: Option<&str>, request: &ChatRequest) -> String {
+    let parts = KeyParts { scope: "", model: "", guard_profile };
+    CacheKey::of("chat-context", parts, chat_body(request, is_instruction)).0
+}
+
+/// The request body as it is hashed, with the messages `keep` selects: framing removed,
+/// messages in canonical form.
+fn chat_body(request: &ChatRequest, keep: impl Fn(&Value) -> bool) -> Value {
     let mut body = request.rest.clone();
     for framing in ["model", "stream", "stream_options"] {
         body.remove(framing);
     }
-    let messages = request.messages.iter().map(canonical_message).collect();
+    let messages = request.messages.iter().filter(|m| keep(m)).map(canonical_message).collect();
     body.insert("messages".into(), Value::Array(messages));
-    CacheKey::of("chat", parts, Value::Object(body))
+    Value::Object(body)
+}
+
+/// A system or developer message: an instruction, part of the context rather than a turn.
+fn is_instruction(message: &Value) -> bool {
+    matches!(message.get("role").and_then(Value::as_str), Some("system" | "developer"))
+}
+
+/// The conversation as `(role, text)` turns for the semantic tier's query text, or `None` when
+/// it cannot be compared as text: a message carries a part that is not text (an image, audio,
+/// a file: two requests with the same words could be about different pictures), or the last
+/// message is not the user's (a tool result or an assistant prefill continues a conversation
+/// the query text does not show).
+pub fn chat_turns(request: &ChatRequest) -> Option<Vec<(String, String)>> {
+    let last_role = request.messages.last()?.get("role").and_then(Value::as_str);
+    if last_role != Some("user") {
+        return None;
+    }
+    let mut turns = Vec::with_capacity(request.messages.len());
+    for message in &request.messages {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = match message.get("content") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => {
+                let mut texts = Vec::with_capacity(parts.len());
+                for part in parts {
+                    match (part.get("type").and_then(Value::as_str), part.get("text").and_then(Value::as_str)) {
+                        (Some("text"), Some(text)) => texts.push(text),
+                        _ => return None,
+                    }
+                }
+                texts.join("\n")
+            }
+            Some(_) => return None,
+        };
+        turns.push((role, text));
+    }
+    Some(turns)
+}
+
+/// What the semantic tier stores beside a query's vector: the query text (for the false-hit
+/// check) and the exact key of the answer (to read it from the exact cache).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SemanticEntry {
+    pub query: String,
+    /// The exact cache key, hex.
+    pub key: String,
+}
+
+impl SemanticEntry {
+    /// The metadata JSON `{"query": …, "key": …}`.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The entry in a stored metadata string, if it is one.
+    pub fn decode(metadata: &str) -> Option<SemanticEntry> {
+        serde_json::from_str::<SemanticEntry>(metadata).ok().filter(|e| e.key.len() == 64 && e.key.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
 }
 
 /// The key of an embeddings request.

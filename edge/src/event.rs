@@ -80,7 +80,7 @@ pub struct UsageEvent {
 pub enum CacheStatus {
     /// Answered from the exact cache.
     Hit,
-    /// Reserved for the semantic cache: answered from a similar request's entry.
+    /// Answered from the entry of a similar earlier request (the semantic tier).
     SemanticHit,
     /// Looked up, not found: answered upstream (and stored when it qualifies).
     Miss,
@@ -109,6 +109,23 @@ pub struct CacheSummary {
     /// On a hit: what the upstream call would have used (the stored call's usage, priced now).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved: Option<CacheSaving>,
+    /// On a semantic hit: the cosine similarity of the query to the cached one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    /// The semantic tier's embedding of the query: its tokens (the provider's count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_tokens: Option<u64>,
+    /// Why the semantic tier answered nothing although it applied (`embedding: <error label>`,
+    /// `index: unavailable`): never a client error, the request went on as a miss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic_error: Option<String>,
+}
+
+impl CacheSummary {
+    /// A summary with only its status.
+    pub fn of(status: CacheStatus) -> Self {
+        CacheSummary { status, age_s: None, saved: None, similarity: None, embedding_tokens: None, semantic_error: None }
+    }
 }
 
 /// What a cache hit saved.

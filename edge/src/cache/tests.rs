@@ -169,3 +169,124 @@ fn unfinished_or_unreplayable_streams_are_not_recorded() {
     assert_eq!(audio.finish(), None);
     assert_eq!(AnswerRecorder::default().finish(), None);
 }
+
+fn context_of(value: Value) -> String {
+    chat_context_hash(None, &request(value))
+}
+
+#[test]
+fn the_context_hash_ignores_the_turns() {
+    let base_hash = context_of(base());
+    let mut other_turns = base();
+    other_turns["messages"] = json!([
+        {"role": "user", "content": "what is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": [{"type": "text", "text": "and 3+3?"}]}
+    ]);
+    assert_eq!(
+        context_of(other_turns.clone()),
+        base_hash,
+        "user and assistant turns are the query, not the context"
+    );
+    assert_ne!(
+        key_of(other_turns),
+        key_of(base()),
+        "while the exact key sees them"
+    );
+    let mut framing = base();
+    framing["stream"] = json!(true);
+    framing["model"] = json!("another-alias");
+    assert_eq!(context_of(framing), base_hash, "framing is in neither");
+}
+
+#[test]
+fn the_context_hash_changes_with_system_prompt_tools_parameters_and_profile() {
+    let base_hash = context_of(base());
+    let mut seen = std::collections::BTreeSet::from([base_hash.clone()]);
+    let mut system = base();
+    system["messages"] =
+        json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]);
+    assert!(seen.insert(context_of(system)), "the system prompt");
+    let mut developer = base();
+    developer["messages"] =
+        json!([{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}]);
+    assert!(seen.insert(context_of(developer)), "the developer prompt");
+    for (field, value) in [
+        (
+            "tools",
+            json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]),
+        ),
+        ("tool_choice", json!("required")),
+        ("response_format", json!({"type": "json_object"})),
+        ("temperature", json!(0.2)),
+        ("max_tokens", json!(11)),
+        ("seed", json!(3)),
+    ] {
+        let mut changed = base();
+        changed[field] = value;
+        assert!(
+            seen.insert(context_of(changed)),
+            "{field} must change the context"
+        );
+    }
+    assert!(
+        seen.insert(chat_context_hash(Some("strict"), &request(base()))),
+        "the guard profile"
+    );
+    assert_eq!(base_hash.len(), 64);
+}
+
+#[test]
+fn turns_are_flattened_text_and_refused_when_not_comparable() {
+    let turns = chat_turns(&request(json!({"model": "gpt", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}
+    ]})))
+    .unwrap();
+    assert_eq!(
+        turns,
+        [
+            ("system".to_string(), "be brief".to_string()),
+            ("user".to_string(), "one\ntwo".to_string())
+        ]
+    );
+    let image = json!({"model": "gpt", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+    ]}]});
+    assert_eq!(
+        chat_turns(&request(image)),
+        None,
+        "an image is not in the query text"
+    );
+    let tool_result = json!({"model": "gpt", "messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "t", "content": "20C"}
+    ]});
+    assert_eq!(
+        chat_turns(&request(tool_result)),
+        None,
+        "the last message is not the user's"
+    );
+}
+
+#[test]
+fn semantic_metadata_round_trips_and_refuses_anything_else() {
+    let entry = SemanticEntry {
+        query: "Is 17 prime?".into(),
+        key: "ab".repeat(32),
+    };
+    let metadata = entry.encode();
+    assert_eq!(
+        serde_json::from_str::<Value>(&metadata).unwrap(),
+        json!({"query": "Is 17 prime?", "key": "ab".repeat(32)})
+    );
+    assert_eq!(SemanticEntry::decode(&metadata), Some(entry));
+    assert_eq!(
+        SemanticEntry::decode(r#"{"query": "q", "key": "../other"}"#),
+        None,
+        "a key is 64 hex digits"
+    );
+    assert_eq!(SemanticEntry::decode(r#"{"q": "q"}"#), None);
+    assert_eq!(SemanticEntry::decode("not json"), None);
+}

@@ -20,9 +20,9 @@ use crate::event::RouteSummary;
 use crate::host::{with_timeout, Body, FetchError, Host, OutboundResponse};
 use crate::http::{read_body, BodyReadError};
 use crate::isolate::IsolateState;
-use crate::openai::ChatRequest;
+use crate::openai::{ChatRequest, EmbeddingsRequest, Usage};
 use crate::pipeline::context::RequestContext;
-use crate::provider::{self, Dispatch, ProviderContext, Scrub};
+use crate::provider::{self, Dispatch, ProviderContext, ResponseContext, Scrub, Translated};
 
 /// Largest upstream error body the gateway reads.
 const MAX_UPSTREAM_ERROR_BODY: usize = 64 * 1024;
@@ -137,6 +137,73 @@ pub async fn upstream_body<H: Host>(
         }),
         Some(Err(BodyReadError::Broken(_))) => Err(GatewayError::UpstreamStreamBroken { provider: provider.into() }),
         Some(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// A whole OpenAI-format body as the gateway forwards it.
+pub fn openai_body(provider: &str, bytes: &[u8]) -> Result<Translated, GatewayError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|_| GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "the body is not JSON".into() })?;
+    let usage = body.get("usage").and_then(Usage::from_openai);
+    Ok(Translated { body, usage, raw_usage: None })
+}
+
+/// What the response translators need to build OpenAI objects for this request.
+pub fn response_context<H: Host>(host: &H, ctx: &RequestContext, route: &ModelRoute) -> ResponseContext {
+    ResponseContext {
+        id: format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_")),
+        created: host.now_ms() / 1000,
+        model: route.upstream_model.clone(),
+    }
+}
+
+/// Call an embeddings model through its provider: build the call, send it, read and translate
+/// the answer. Returns the OpenAI-format answer and, when the provider spoke OpenAI already, its
+/// bytes to forward unchanged. `/v1/embeddings` and the semantic cache's query embedding both
+/// come through here.
+pub async fn call_embeddings<H: Host>(
+    config: &Config,
+    route: &ModelRoute,
+    provider: &ProviderConfig,
+    request: &EmbeddingsRequest,
+    host: &H,
+    ctx: &mut RequestContext,
+) -> Result<(Translated, Option<Vec<u8>>), GatewayError> {
+    let response_ctx = response_context(host, ctx, route);
+    let build = |call: &ProviderContext<'_>| provider::embeddings(provider, route, request.clone(), call);
+    let accepted = call_provider(config, route, host, ctx, false, build).await?;
+    let limit = config.limits.max_upstream_body_bytes;
+    let bytes = upstream_body(host, &route.provider, accepted.upstream.body, accepted.deadline, ctx, limit).await?;
+    Ok(match provider::embeddings_response(provider, request, &bytes, &response_ctx) {
+        Some(translated) => (translated?, None),
+        None => (openai_body(&route.provider, &bytes)?, Some(bytes)),
+    })
+}
+
+/// One text's embedding with the configured embeddings model `model`, for the gateway's own use
+/// (the semantic cache's query): the vector and the usage the provider reported. The caller's
+/// request keeps its own latency (the answer's, not this call's).
+pub async fn embed_text<H: Host>(
+    config: &Config,
+    model: &str,
+    text: &str,
+    host: &H,
+    ctx: &mut RequestContext,
+) -> Result<(Vec<f32>, Option<Usage>), GatewayError> {
+    let route = config.models.get(model).ok_or_else(|| GatewayError::UnknownModel { model: model.into() })?;
+    let provider = config.providers.get(&route.provider).expect("validated: every model names a configured provider");
+    let request = EmbeddingsRequest { model: model.into(), input: Value::String(text.into()), rest: Default::default() };
+    let latency_ms = ctx.latency_ms;
+    let called = call_embeddings(config, route, provider, &request, host, ctx).await;
+    ctx.latency_ms = latency_ms;
+    let (translated, _) = called?;
+    let invalid = |detail: &str| GatewayError::UpstreamInvalidResponse { provider: route.provider.clone(), detail: detail.into() };
+    let values = translated.body.pointer("/data/0/embedding").and_then(Value::as_array).ok_or_else(|| invalid("the answer has no data[0].embedding"))?;
+    #[allow(clippy::cast_possible_truncation)] // embeddings are f32 at the source
+    let vector: Option<Vec<f32>> = values.iter().map(|v| v.as_f64().map(|x| x as f32)).collect();
+    match vector {
+        Some(vector) if !vector.is_empty() => Ok((vector, translated.usage)),
+        _ => Err(invalid("the embedding is not a list of numbers")),
     }
 }
 

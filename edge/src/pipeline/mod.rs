@@ -41,16 +41,16 @@ use crate::host::Host;
 use crate::http::{read_json_body, Request, Response};
 use crate::isolate::IsolateState;
 use crate::openai::{parse_request, ChatRequest, EmbeddingsRequest};
-use crate::provider::{self, ProviderContext};
+use crate::provider;
 
 use authenticate::authenticate;
 use authorize::authorize;
 use context::RequestContext;
-use dispatch::{call_provider, dispatch_chat, upstream_body};
+use dispatch::{call_embeddings, dispatch_chat};
 use endpoint::Endpoint;
 use guard::guard_input;
 use record::record;
-use respond::{openai_body, respond_chat, response_context, tag, whole_response, ClientApi, Reply};
+use respond::{respond_chat, tag, whole_response, ClientApi, Reply};
 
 /// Serve one API request (everything but the admin API and CORS preflights).
 pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ctx: &mut RequestContext) -> Result<Response, GatewayError> {
@@ -153,15 +153,7 @@ async fn embeddings<H: Host>(
         cache::Lookup::Upstream(fill) => Some(fill),
         cache::Lookup::Off => None,
     };
-    let response_ctx = response_context(host, ctx, route);
-    let build = |call: &ProviderContext<'_>| provider::embeddings(provider, route, request.clone(), call);
-    let accepted = call_provider(config, route, host, ctx, false, build).await?;
-    let limit = config.limits.max_upstream_body_bytes;
-    let bytes = upstream_body(host, &route.provider, accepted.upstream.body, accepted.deadline, ctx, limit).await?;
-    let (translated, forward) = match provider::embeddings_response(provider, &request, &bytes, &response_ctx) {
-        Some(translated) => (translated?, None),
-        None => (openai_body(&route.provider, &bytes)?, Some(bytes)),
-    };
+    let (translated, forward) = call_embeddings(config, route, provider, &request, host, ctx).await?;
     let stored = fill.map(|fill| (fill, translated.body.clone(), translated.usage));
     let response = whole_response(host, translated, forward, ctx, None)?;
     if let Some((fill, body, usage)) = stored {

@@ -3,8 +3,6 @@
 //! or Anthropic events and messages on `/v1/messages`), with the output guarded, the usage
 //! settled against the reservation, and the usage event recorded when the body ends.
 
-use serde_json::Value;
-
 use crate::cache::EntryKind;
 use crate::config::{Config, ModelRoute};
 use crate::error::GatewayError;
@@ -12,15 +10,14 @@ use crate::event::Outcome;
 use crate::host::{Body, ByteStream, Host};
 use crate::http::Response;
 use crate::messages::{AnthropicEventEncoder, MessagesMeta};
-use crate::openai::Usage;
 use crate::pipeline::cache::Fill;
 use crate::pipeline::context::RequestContext;
-use crate::pipeline::dispatch::{upstream_body, Dispatched};
+use crate::pipeline::dispatch::{openai_body, response_context, upstream_body, Dispatched};
 use crate::pipeline::guard::{guard_output, RequestGuard};
 use crate::pipeline::limit::{self, Charge, Reservation};
 use crate::pipeline::record::record;
 use crate::pipeline::stream::{translate_stream, ClientFormat, OutputGuard, StreamEnd, StreamPlan};
-use crate::provider::{self, ResponseContext, Translated};
+use crate::provider::{self, Translated};
 
 /// The API the client speaks on this request.
 pub enum ClientApi {
@@ -199,23 +196,6 @@ pub fn whole_response<H: Host>(
     match forward {
         Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),
         _ => Ok(Response::json(200, &value)),
-    }
-}
-
-/// A whole OpenAI-format body as the gateway forwards it.
-pub fn openai_body(provider: &str, bytes: &[u8]) -> Result<Translated, GatewayError> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|_| GatewayError::UpstreamInvalidResponse { provider: provider.into(), detail: "the body is not JSON".into() })?;
-    let usage = body.get("usage").and_then(Usage::from_openai);
-    Ok(Translated { body, usage, raw_usage: None })
-}
-
-/// What the response translators need to build OpenAI objects for this request.
-pub fn response_context<H: Host>(host: &H, ctx: &RequestContext, route: &ModelRoute) -> ResponseContext {
-    ResponseContext {
-        id: format!("chatcmpl-{}", ctx.request_id.trim_start_matches("req_")),
-        created: host.now_ms() / 1000,
-        model: route.upstream_model.clone(),
     }
 }
 

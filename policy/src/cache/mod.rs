@@ -7,7 +7,7 @@ pub mod vector;
 pub mod vectorize;
 
 pub use semantic::{
-    cosine_similarity, partition_id, query_text, semantic_verdict, FeatureMismatch, QueryScope, SemanticVerdict, Turn,
+    cosine_similarity, partition_id, query_text, semantic_verdict, FeatureMismatch, QueryFeatures, QueryScope, SemanticVerdict, Turn,
     DEFAULT_SIMILARITY_THRESHOLD,
 };
 pub use vector::{decode_vector, encode_vector, IndexOp, IndexReply, PartitionIndex, TopK, VectorMatch, DEFAULT_PARTITION_CAPACITY};

@@ -251,6 +251,32 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
   }
 }
 
+/**
+ * POST a chat completion to `gw` and read the whole answer: `{ res, status, cache, text, json() }`
+ * (`cache` is the `x-gateway-cache` header).
+ */
+export async function postChat(gw, body, { key, headers = {} } = {}) {
+  const res = await gw.post("/v1/chat/completions", body, { key, headers });
+  const text = await res.text();
+  return { res, status: res.status, cache: res.headers.get("x-gateway-cache"), text, json: () => JSON.parse(text) };
+}
+
+/** The usage events `gw` logged so far (its JSON log lines with a request id). */
+export function usageEvents(gw) {
+  return gw.jsonLogs().filter((e) => e.request_id);
+}
+
+/** Cosine similarity of two vectors of the same length. */
+export function cosine(a, b) {
+  let [dot, na, nb] = [0, 0, 0];
+  a.forEach((x, i) => {
+    dot += x * b[i];
+    na += x * x;
+    nb += b[i] * b[i];
+  });
+  return dot / Math.sqrt(na * nb);
+}
+
 /** Asserts an OpenAI-shaped error body and returns it: { message, type, param, code }. */
 export async function readError(res) {
   const text = await res.text();

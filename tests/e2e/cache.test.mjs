@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
-import { KEYS, makeConfig, readSse, sha256Hex, startGateway, withTimeout } from "../harness.mjs";
+import { KEYS, makeConfig, postChat, readSse, sha256Hex, startGateway, usageEvents as harnessUsageEvents, withTimeout } from "../harness.mjs";
 import { startMockUpstream, upstreamReplyText } from "../mock-upstream.mjs";
 
 const ALICE = "sk-cache-alice-0123456789";
@@ -61,25 +61,11 @@ const fresh = (label) => `${label} #${++counter} ${Date.now()}`;
 
 const ask = (content, extra = {}) => ({ model: "cached", max_tokens: 64, messages: [{ role: "user", content }], ...extra });
 
-async function chat(body, { key = ALICE, headers = {} } = {}) {
-  const res = await gw.post("/v1/chat/completions", body, { key, headers });
-  const text = await res.text();
-  return { res, status: res.status, cache: res.headers.get("x-gateway-cache"), text, json: () => JSON.parse(text) };
-}
+const chat = (body, { key = ALICE, headers = {} } = {}) => postChat(gw, body, { key, headers });
 
 const upstreamCalls = (model = "gpt-4o-mini") => up.requests.filter((r) => r.path === "/v1/chat/completions" && r.model === model).length;
 
-function usageEvents() {
-  return gw.logs
-    .map((l) => {
-      try {
-        return JSON.parse(l.message);
-      } catch {
-        return null;
-      }
-    })
-    .filter((e) => e && e.request_id);
-}
+const usageEvents = () => harnessUsageEvents(gw);
 
 describe("hit, miss, bypass", () => {
   test("a repeated request is a hit with age, the same answer and no upstream call", async () => {

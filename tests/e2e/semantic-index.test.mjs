@@ -2,7 +2,7 @@
 // (adapters/cloudflare/src/vector.rs), one SQLite-backed object per partition, called here
 // directly through miniflare with the core's wire protocol (policy::cache::IndexOp) — the same
 // request `WorkerHost::vector_upsert`/`vector_query` send. The pipeline's semantic tier, which
-// will reach it through the Host trait, is tested end to end once it is wired in (docs/semantic-cache.md).
+// reaches it through the Host trait, is tested end to end in semantic-cache.test.mjs (docs/cache.md, "Semantic cache").
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";

@@ -70,6 +70,10 @@ def test_config(upstream_port, auth=None):
             "gpt-test": {"provider": "up", "upstream_model": "gpt-4o-mini"},
             # The exact response cache, in the Spin key-value store (docs/cache.md).
             "gpt-cached": {"provider": "up", "upstream_model": "gpt-4o-mini", "cache": {"mode": "exact", "ttl_s": 600}},
+            # The semantic tier on top, its vectors in SQLite (table gateway_vectors).
+            "gpt-semantic": {"provider": "up", "upstream_model": "gpt-4o-mini",
+                             "cache": {"mode": "semantic", "ttl_s": 600, "semantic": {"embedding_model": "up-embed"}}},
+            "up-embed": {"provider": "up", "upstream_model": "text-embedding-3-small", "type": "embeddings"},
             "up-fail": {"provider": "up", "upstream_model": "fail-500"},
             "up-hold": {"provider": "up", "upstream_model": "hold"},
             "up-endless": {"provider": "up", "upstream_model": "endless"},
@@ -362,6 +366,44 @@ def main():
             status, headers, _ = harness.request(p, "POST", "/v1/chat/completions", chat("gpt-cached", prompt),
                                                  headers={"cache-control": "no-cache"})
             check(headers.get("x-gateway-cache") == "bypass", headers.get("x-gateway-cache"))
+
+        @case("semantic cache: a paraphrase is a semantic hit through SQLite, a changed number is a miss")
+        def _():
+            def cosine(a, b):
+                va, vb = mock_upstream.embedding(a, 256), mock_upstream.embedding(b, 256)
+                return sum(x * y for x, y in zip(va, vb))
+
+            def ask(content, headers=None):
+                status, headers, body = harness.request(p, "POST", "/v1/chat/completions", chat("gpt-semantic", content),
+                                                        headers=headers or {})
+                check(status == 200, f"status {status}: {body[:300]!r}")
+                return headers, json.loads(body)["choices"][0]["message"]["content"]
+
+            def until_semantic_hit(content):
+                # The vector is indexed after the response (wait_until): probe with no-store.
+                for _attempt in range(40):
+                    headers, answer = ask(content, {"cache-control": "no-store"})
+                    if headers.get("x-gateway-cache") == "semantic-hit":
+                        return headers, answer
+                    time.sleep(0.05)
+                check(False, f"{content!r} never became a semantic hit: {headers.get('x-gateway-cache')!r}")
+
+            question, paraphrase = "is 17 a prime number", "tell me is 17 a prime number"
+            check(cosine(question, paraphrase) >= 0.78, cosine(question, paraphrase))
+            headers, first = ask(question)
+            check(headers.get("x-gateway-cache") == "miss", headers.get("x-gateway-cache"))
+            chats = lambda: sum(1 for r in mock.requests if r[0].endswith("/chat/completions"))
+            calls = chats()
+            headers, answer = until_semantic_hit(paraphrase)
+            check(answer == first, f"{answer!r} is not the cached {first!r}")
+            similarity = headers.get("x-gateway-cache-similarity", "")
+            check(abs(float(similarity) - cosine(question, paraphrase)) < 1e-3, similarity)
+            check(chats() == calls, "a semantic hit called the upstream")
+            changed = "is 19 a prime number"
+            check(cosine(question, changed) >= 0.78, "the changed number is close enough for the threshold alone")
+            headers, answer = ask(changed)
+            check(headers.get("x-gateway-cache") == "miss", f"changed number: {headers.get('x-gateway-cache')!r}")
+            check(answer == f"echo: {changed}", answer)
 
         @case("streaming: the first chunk reaches the client while the upstream still holds the rest")
         def _():

@@ -17,10 +17,8 @@ use policy::limits::{CounterOp, CounterReply};
 use spin_sdk::redis::{RedisParameter, RedisResult};
 use spin_sdk::sqlite::{self, Value};
 
+use crate::database::Database;
 use crate::read_variable;
-
-/// The SQLite database the counters live in (granted by `sqlite_databases` in spin.toml).
-const SQLITE_DATABASE: &str = "default";
 
 /// One row per `(jurisdiction, subject)`: `key` is `edge::counter_store::state_key`.
 const CREATE_TABLE: &str =
@@ -53,29 +51,16 @@ pub async fn apply(
     Ok(reply?)
 }
 
-struct SqliteCounters(sqlite::Connection);
+struct SqliteCounters(Database);
 
 impl SqliteCounters {
     async fn open() -> Result<Self, HostError> {
-        let connection = sqlite::Connection::open(SQLITE_DATABASE).await.map_err(|e| match e {
-            sqlite::Error::AccessDenied | sqlite::Error::NoSuchDatabase => HostError(format!(
-                "sqlite database {SQLITE_DATABASE:?} not available: grant it with sqlite_databases in spin.toml"
-            )),
-            other => sqlite_error(other),
-        })?;
-        let store = SqliteCounters(connection);
-        store.rows(CREATE_TABLE, vec![]).await?;
-        Ok(store)
+        Ok(SqliteCounters(Database::open(CREATE_TABLE).await?))
     }
 
     async fn rows(&self, statement: &str, parameters: Vec<Value>) -> Result<Vec<sqlite::RowResult>, HostError> {
-        let result = self.0.execute(statement, parameters).await.map_err(sqlite_error)?;
-        result.collect().await.map_err(sqlite_error)
+        self.0.rows(statement, parameters).await
     }
-}
-
-fn sqlite_error(e: sqlite::Error) -> HostError {
-    HostError(format!("sqlite: {e}"))
 }
 
 impl CompareAndSwapStore for SqliteCounters {

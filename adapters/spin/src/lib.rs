@@ -9,7 +9,10 @@
 //!   from the Spin variable `openai_api_key` (Spin variable names are lower-case);
 //! - outbound HTTP to the hosts listed in `allowed_outbound_hosts`;
 //! - limit counters in SQLite database `default` (`sqlite_databases`), or in Redis when the
-//!   variable `counter_store` is `redis` (see `counters`).
+//!   variable `counter_store` is `redis` (see `counters`);
+//! - the semantic cache's vector index in the same SQLite database (see `vectors`); variable
+//!   `jurisdictions`: the jurisdictions this deployment runs in (a partition of another one is
+//!   refused).
 //!
 //! Consistency and lifetime of what this adapter gives the core:
 //!
@@ -21,9 +24,12 @@
 //! | `sleep`    | `wasi:clocks/monotonic-clock.wait-for`                                      |
 //! | `secret`   | Spin variables, read once per component instance (blocks on first read)    |
 //! | `counter`  | SQLite `default` or Redis: compare-and-swap per op (`edge::counter_store`) |
+//! | `vector_upsert`/`vector_query` | SQLite `default`, table `gateway_vectors`: a partition's rows scanned per op (`edge::vector_store`); strongly consistent |
 //! | `wait_until` | `wasip3::spawn`: runs on the request's task after the response is returned |
 
 mod counters;
+mod database;
+mod vectors;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,7 +39,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts};
+use edge::{Body, BodyError, ByteStream, FetchError, HostError, OutboundRequest, OutboundResponse, RequestFacts, VectorMatch, VectorPartition};
 use policy::limits::{CounterOp, CounterReply};
 use futures::StreamExt;
 use http_body::Frame;
@@ -216,6 +222,17 @@ impl edge::Host for SpinHost {
     /// when hosted). See `counters` and docs/spin.md.
     async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError> {
         counters::apply(subject, jurisdiction, op, || edge::Host::now_ms(self)).await
+    }
+
+    /// The semantic cache's index: rows of SQLite `default`, the partition scanned per op
+    /// (`edge::vector_store`); written before the reply, so the next query sees it. A partition
+    /// with a jurisdiction only where the variable `jurisdictions` declares it (see `vectors`).
+    async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> Result<(), HostError> {
+        vectors::upsert(at, id, vector, metadata).await
+    }
+
+    async fn vector_query(&self, at: &VectorPartition<'_>, vector: &[f32], top_k: usize) -> Result<Vec<VectorMatch>, HostError> {
+        vectors::query(at, vector, top_k).await
     }
 
     /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK

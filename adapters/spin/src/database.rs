@@ -1,0 +1,35 @@
+//! The component's SQLite database `default` (granted by `sqlite_databases` in spin.toml), shared
+//! by the limit counters (`counters`) and the semantic cache's vector index (`vectors`).
+
+use edge::HostError;
+use spin_sdk::sqlite::{self, Value};
+
+/// The SQLite database the gateway's tables live in.
+const SQLITE_DATABASE: &str = "default";
+
+pub(crate) struct Database(sqlite::Connection);
+
+impl Database {
+    /// Open the database and make sure a table exists (`create`: `CREATE TABLE IF NOT EXISTS …`).
+    pub(crate) async fn open(create: &str) -> Result<Self, HostError> {
+        let connection = sqlite::Connection::open(SQLITE_DATABASE).await.map_err(|e| match e {
+            sqlite::Error::AccessDenied | sqlite::Error::NoSuchDatabase => HostError(format!(
+                "sqlite database {SQLITE_DATABASE:?} not available: grant it with sqlite_databases in spin.toml"
+            )),
+            other => sqlite_error(other),
+        })?;
+        let database = Database(connection);
+        database.rows(create, vec![]).await?;
+        Ok(database)
+    }
+
+    /// Run one statement and collect its rows.
+    pub(crate) async fn rows(&self, statement: &str, parameters: Vec<Value>) -> Result<Vec<sqlite::RowResult>, HostError> {
+        let result = self.0.execute(statement, parameters).await.map_err(sqlite_error)?;
+        result.collect().await.map_err(sqlite_error)
+    }
+}
+
+fn sqlite_error(e: sqlite::Error) -> HostError {
+    HostError(format!("sqlite: {e}"))
+}

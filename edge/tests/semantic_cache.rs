@@ -6,7 +6,6 @@
 //! embedding upstream costs the hit, never the answer.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use edge::cache::chat_context_hash;

@@ -7,40 +7,21 @@ use std::rc::Rc;
 
 use edge::host::Host;
 use edge::testing::{collect_body, CacheTier, MemoryHost, Scripted};
-use edge::{Body, Gateway, OutboundResponse, Request, RequestFacts, Response};
+use edge::{Body, Gateway, OutboundResponse, Request};
 use serde_json::{json, Value};
 
-const ALICE: &str = "sk-client-alice";
-const BOB: &str = "sk-client-bob";
-const CAROL: &str = "sk-client-carol";
+mod cache_support;
+use cache_support::*;
 
-fn hex_sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-fn config(extra: Value) -> String {
-    let mut doc = json!({
-        "limits": { "config_refresh_ms": 0, "upstream_timeout_ms": 1000 },
-        "auth": { "mode": "api_keys", "consumers": [
-            { "id": "alice", "key_sha256": hex_sha256(ALICE), "tenant": "acme" },
-            { "id": "bob", "key_sha256": hex_sha256(BOB), "tenant": "acme" },
-            { "id": "carol", "key_sha256": hex_sha256(CAROL), "tenant": "eu-corp" }
-        ]},
-        "tenants": { "eu-corp": { "jurisdiction": "eu" } },
-        "providers": { "up": { "kind": "openai", "base_url": "https://upstream.test/v1", "api_key_secret": "UP_KEY" } },
-        "models": {
-            "gpt": { "provider": "up", "cache": { "mode": "exact", "ttl_s": 600 } },
-            "gpt-shared": { "provider": "up", "upstream_model": "gpt", "cache": { "mode": "exact", "scope": "tenant" } },
-            "gpt-nocache": { "provider": "up", "upstream_model": "gpt" },
-            "embed": { "provider": "up", "type": "embeddings", "cache": { "mode": "exact" } }
-        },
-        "prices": { "gpt": { "input": "1.00", "output": "2.00" } }
+fn config(mut extra: Value) -> String {
+    let models = json!({
+        "gpt": { "provider": "up", "cache": { "mode": "exact", "ttl_s": 600 } },
+        "gpt-shared": { "provider": "up", "upstream_model": "gpt", "cache": { "mode": "exact", "scope": "tenant" } },
+        "gpt-nocache": { "provider": "up", "upstream_model": "gpt" },
+        "embed": { "provider": "up", "type": "embeddings", "cache": { "mode": "exact" } }
     });
-    for (k, v) in extra.as_object().unwrap() {
-        doc[k] = v.clone();
-    }
-    doc.to_string()
+    extra.as_object_mut().unwrap().entry("prices").or_insert(json!({ "gpt": { "input": "1.00", "output": "2.00" } }));
+    config_with(models, extra)
 }
 
 /// An OpenAI upstream that counts its calls and answers with the call number in the text, so a
@@ -109,53 +90,12 @@ fn host(config: String) -> (MemoryHost, Upstream) {
     host_with(config, 200, false, None)
 }
 
-fn post(path: &str, key: &str, body: Value, headers: &[(&str, &str)]) -> Request {
-    let mut all = vec![("content-type".to_string(), "application/json".to_string()), ("authorization".to_string(), format!("Bearer {key}"))];
-    all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Request { method: "POST".into(), path: path.into(), headers: all, body: Body::Bytes(body.to_string().into_bytes()), facts: RequestFacts::default() }
-}
-
 fn chat(key: &str, body: Value) -> Request {
     post("/v1/chat/completions", key, body, &[])
 }
 
 fn ask(text: &str) -> Value {
     json!({"model": "gpt", "max_tokens": 100, "messages": [{"role": "user", "content": text}]})
-}
-
-fn run(gateway: &Gateway, host: &MemoryHost, request: Request) -> (Response, String) {
-    host.block_on(async {
-        let mut response = gateway.handle(request, host).await;
-        let body = collect_body(std::mem::replace(&mut response.body, Body::Empty)).await;
-        host.run_background().await;
-        (response, String::from_utf8(body).unwrap())
-    })
-}
-
-fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
-    response.headers.iter().find(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty()).map(|(_, v)| v.as_str())
-}
-
-fn content(body: &str) -> String {
-    let value: Value = serde_json::from_str(body).unwrap();
-    value["choices"][0]["message"]["content"].as_str().or(value["content"][0]["text"].as_str()).unwrap().to_string()
-}
-
-/// The data of each SSE event, `[DONE]` excluded.
-fn sse_events(body: &str) -> Vec<(Option<String>, Value)> {
-    let mut events = Vec::new();
-    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
-        let name = block.lines().find_map(|l| l.strip_prefix("event: ")).map(str::to_string);
-        let data: String = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
-        if data != "[DONE]" {
-            events.push((name, serde_json::from_str(&data).unwrap_or_else(|_| panic!("not JSON: {data}"))));
-        }
-    }
-    events
-}
-
-fn streamed_text(body: &str) -> String {
-    sse_events(body).iter().filter_map(|(_, e)| e["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect()
 }
 
 #[test]

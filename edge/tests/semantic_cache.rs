@@ -10,13 +10,12 @@ use std::rc::Rc;
 
 use edge::cache::chat_context_hash;
 use edge::host::Host;
-use edge::testing::{collect_body, MemoryHost, Scripted};
-use edge::{Body, Gateway, OutboundResponse, Request, RequestFacts, Response, VectorPartition};
+use edge::testing::{MemoryHost, Scripted};
+use edge::{Body, Gateway, OutboundResponse, Request, VectorPartition};
 use serde_json::{json, Value};
 
-const ALICE: &str = "sk-client-alice";
-const BOB: &str = "sk-client-bob";
-const CAROL: &str = "sk-client-carol";
+mod cache_support;
+use cache_support::*;
 
 const FRANCE: &str = "What is the capital of France?";
 const FRANCE_PARAPHRASE: &str = "Tell me the capital of France";
@@ -24,30 +23,12 @@ const FRANCE_FAR: &str = "Which city is the capital of France?";
 const PRIME_17: &str = "Is 17 a prime number?";
 const PRIME_19: &str = "Is 19 a prime number?";
 
-fn hex_sha256(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-fn config(limits: Value) -> String {
-    let mut doc = json!({
-        "limits": { "config_refresh_ms": 0, "upstream_timeout_ms": 1000 },
-        "auth": { "mode": "api_keys", "consumers": [
-            { "id": "alice", "key_sha256": hex_sha256(ALICE), "tenant": "acme" },
-            { "id": "bob", "key_sha256": hex_sha256(BOB), "tenant": "acme" },
-            { "id": "carol", "key_sha256": hex_sha256(CAROL), "tenant": "eu-corp" }
-        ]},
-        "tenants": { "eu-corp": { "jurisdiction": "eu" } },
-        "providers": { "up": { "kind": "openai", "base_url": "https://upstream.test/v1", "api_key_secret": "UP_KEY" } },
-        "models": {
-            "gpt": { "provider": "up", "cache": { "mode": "semantic", "semantic": { "embedding_model": "embed" } } },
-            "embed": { "provider": "up", "type": "embeddings" }
-        }
+fn config(extra: Value) -> String {
+    let models = json!({
+        "gpt": { "provider": "up", "cache": { "mode": "semantic", "semantic": { "embedding_model": "embed" } } },
+        "embed": { "provider": "up", "type": "embeddings" }
     });
-    for (k, v) in limits.as_object().unwrap() {
-        doc[k] = v.clone();
-    }
-    doc.to_string()
+    config_with(models, extra)
 }
 
 /// The vector the mock embeddings model gives each text: 4 dimensions, so the similarities are
@@ -71,10 +52,10 @@ struct Upstream {
     embeddings_fail: Rc<Cell<bool>>,
 }
 
-fn host(limits: Value) -> (MemoryHost, Upstream) {
+fn host(extra: Value) -> (MemoryHost, Upstream) {
     let upstream = Upstream { chats: Rc::default(), embeddings: Rc::default(), embeddings_fail: Rc::default() };
     let (chats, embeddings, fail) = (upstream.chats.clone(), upstream.embeddings.clone(), upstream.embeddings_fail.clone());
-    let host = MemoryHost::new().with_config(&config(limits)).with_secret("UP_KEY", "sk-up").with_upstream(move |request| {
+    let host = MemoryHost::new().with_config(&config(extra)).with_secret("UP_KEY", "sk-up").with_upstream(move |request| {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         let respond = |status: u16, content_type: &str, bytes: Vec<u8>| {
             Scripted::Respond(OutboundResponse { status, headers: vec![("content-type".into(), content_type.into())], body: Body::Bytes(bytes) })
@@ -99,9 +80,7 @@ fn host(limits: Value) -> (MemoryHost, Upstream) {
 }
 
 fn chat_request(key: &str, body: Value, headers: &[(&str, &str)]) -> Request {
-    let mut all = vec![("content-type".to_string(), "application/json".to_string()), ("authorization".to_string(), format!("Bearer {key}"))];
-    all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Request { method: "POST".into(), path: "/v1/chat/completions".into(), headers: all, body: Body::Bytes(body.to_string().into_bytes()), facts: RequestFacts::default() }
+    post("/v1/chat/completions", key, body, headers)
 }
 
 fn ask(text: &str) -> Value {
@@ -110,24 +89,6 @@ fn ask(text: &str) -> Value {
 
 fn ask_with_system(system: &str, text: &str) -> Value {
     json!({"model": "gpt", "max_tokens": 100, "messages": [{"role": "system", "content": system}, {"role": "user", "content": text}]})
-}
-
-fn run(gateway: &Gateway, host: &MemoryHost, request: Request) -> (Response, String) {
-    host.block_on(async {
-        let mut response = gateway.handle(request, host).await;
-        let body = collect_body(std::mem::replace(&mut response.body, Body::Empty)).await;
-        host.run_background().await;
-        (response, String::from_utf8(body).unwrap())
-    })
-}
-
-fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
-    response.headers.iter().find(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty()).map(|(_, v)| v.as_str())
-}
-
-fn content(body: &str) -> String {
-    let value: Value = serde_json::from_str(body).unwrap();
-    value["choices"][0]["message"]["content"].as_str().unwrap().to_string()
 }
 
 /// The partition a consumer's request to `gpt` lives in (no system prompt, no guard profile).
@@ -327,22 +288,10 @@ fn a_streamed_request_gets_a_semantic_hit_as_a_valid_stream() {
     let (response, body) = run(&gateway, &host, chat_request(ALICE, streamed, &[]));
     assert_eq!(header(&response, "x-gateway-cache"), Some("semantic-hit"));
     assert!(header(&response, "content-type").unwrap().starts_with("text/event-stream"));
-    let mut text = String::new();
-    let mut done = false;
-    for event in body.split("\n\n").filter(|e| !e.trim().is_empty()) {
-        let data = event.strip_prefix("data: ").expect("every event is a data line");
-        if data == "[DONE]" {
-            done = true;
-            continue;
-        }
-        assert!(!done, "nothing after [DONE]");
-        let chunk: Value = serde_json::from_str(data).unwrap();
-        assert_eq!(chunk["object"], "chat.completion.chunk");
-        if let Some(delta) = chunk["choices"][0]["delta"]["content"].as_str() {
-            text.push_str(delta);
-        }
-    }
-    assert!(done, "the stream ends with [DONE]");
+    assert!(body.ends_with("data: [DONE]\n\n"), "the stream ends with [DONE]: {body}");
+    let chunks = sse_events(&body);
+    assert!(chunks.iter().all(|(_, chunk)| chunk["object"] == "chat.completion.chunk"), "{body}");
+    let text = streamed_text(&body);
     assert_eq!(text, "answer 1");
     assert_eq!(upstream.chats.get(), 1);
 }

@@ -22,6 +22,8 @@
 //!
 //! On Spin, `counter` runs over SQLite (default) or Redis with a compare-and-swap per op
 //! (`counter_store`, docs/spin.md): Spin's SDK has no transaction that spans requests.
+//! `vector_upsert`/`vector_query` run over SQLite rows per partition (`vector_store`, strongly
+//! consistent); a partition with a jurisdiction only where the deployment declares it.
 
 use std::future::Future;
 
@@ -81,8 +83,9 @@ pub enum CachePlacement {
     Anywhere,
 }
 
-/// Where a semantic-cache vector lives: a named index (the config's), one partition of it (see
-/// `policy::cache::partition_id`), and the jurisdiction its data must stay in, if any.
+/// Where a semantic-cache vector lives: a named index (the cache stage's `responses`), one
+/// partition of it (see `policy::cache::partition_id`), and the jurisdiction its data must stay
+/// in, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VectorPartition<'a> {
     pub index: &'a str,

@@ -252,6 +252,20 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
 }
 
 /**
+ * An `auth` section with API keys: `consumers` maps each id to its key, or to `[key, fields]`
+ * for more fields (`{ eve: [EVE, { tenant: "eu-corp" }] }`).
+ */
+export function apiKeyAuth(consumers) {
+  return {
+    mode: "api_keys",
+    consumers: Object.entries(consumers).map(([id, value]) => {
+      const [key, fields] = Array.isArray(value) ? value : [value, {}];
+      return { id, key_sha256: sha256Hex(key), ...fields };
+    }),
+  };
+}
+
+/**
  * POST a chat completion to `gw` and read the whole answer: `{ res, status, cache, text, json() }`
  * (`cache` is the `x-gateway-cache` header).
  */

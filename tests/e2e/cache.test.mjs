@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import Anthropic from "@anthropic-ai/sdk";
-import { KEYS, makeConfig, postChat, readSse, sha256Hex, startGateway, usageEvents as harnessUsageEvents, withTimeout } from "../harness.mjs";
+import { apiKeyAuth, KEYS, makeConfig, postChat, readSse, startGateway, usageEvents as harnessUsageEvents, withTimeout } from "../harness.mjs";
 import { startMockUpstream, upstreamReplyText } from "../mock-upstream.mjs";
 
 const ALICE = "sk-cache-alice-0123456789";
@@ -24,14 +24,7 @@ before(async () => {
   up = await startMockUpstream({ apiKey: KEYS.upstream });
   const config = makeConfig({
     upstreamBaseUrl: up.baseUrl,
-    auth: {
-      mode: "api_keys",
-      consumers: [
-        { id: "alice", key_sha256: sha256Hex(ALICE) },
-        { id: "bob", key_sha256: sha256Hex(BOB) },
-        { id: "eve", key_sha256: sha256Hex(EVE), tenant: "eu-corp" },
-      ],
-    },
+    auth: apiKeyAuth({ alice: ALICE, bob: BOB, eve: [EVE, { tenant: "eu-corp" }] }),
     models: {
       cached: { provider: "upstream", upstream_model: "gpt-4o-mini", cache: CACHE },
       "cached-slow": { provider: "upstream", upstream_model: "slow-stream", cache: CACHE },

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { cosine, KEYS, makeConfig, postChat, sha256Hex, startGateway, usageEvents } from "../harness.mjs";
+import { apiKeyAuth, cosine, KEYS, makeConfig, postChat, startGateway, usageEvents } from "../harness.mjs";
 import { startMockUpstream, upstreamEmbedding, upstreamReplyText } from "../mock-upstream.mjs";
 
 const ALICE = "sk-semantic-alice-0123456789";
@@ -22,13 +22,7 @@ before(async () => {
   up = await startMockUpstream({ apiKey: KEYS.upstream });
   const config = makeConfig({
     upstreamBaseUrl: up.baseUrl,
-    auth: {
-      mode: "api_keys",
-      consumers: [
-        { id: "alice", key_sha256: sha256Hex(ALICE) },
-        { id: "bob", key_sha256: sha256Hex(BOB) },
-      ],
-    },
+    auth: apiKeyAuth({ alice: ALICE, bob: BOB }),
     models: {
       sem: {
         provider: "upstream",

@@ -1,7 +1,11 @@
 // The response cache's latency in workerd (miniflare), against a loopback OpenAI-compatible
 // upstream: a direct call to the mock, the gateway without a cache, a cache miss (a new prompt
 // every request: the lookup in both tiers, the call, the background write), and a cache hit (the
-// same prompt: the Cache API read, no upstream call). Concurrency 1, bounded request counts.
+// same prompt: the Cache API read, no upstream call); then the semantic tier over its Durable
+// Object index: a semantic miss (every prompt differs by a number: the embedding call, the index
+// query, the false-hit check of each candidate, the call, the background writes) and a semantic
+// hit (a paraphrase that misses the exact key: the embedding call, the index query, the entry
+// read, no chat call). Concurrency 1, bounded request counts.
 // Prints one JSON object. Run by scripts/bench (or alone: `cd tests && node bench/cache.mjs`).
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,6 +46,11 @@ const config = {
   models: {
     gpt: { provider: "up", upstream_model: "gpt-4o-mini" },
     "gpt-cached": { provider: "up", upstream_model: "gpt-4o-mini", cache: { mode: "exact", ttl_s: 3600 } },
+    "gpt-semantic": {
+      provider: "up", upstream_model: "gpt-4o-mini",
+      cache: { mode: "semantic", ttl_s: 3600, semantic: { embedding_model: "embed" } },
+    },
+    embed: { provider: "up", type: "embeddings", upstream_model: "text-embedding-3-small" },
   },
 };
 const mf = new Miniflare({
@@ -52,6 +61,7 @@ const mf = new Miniflare({
   compatibilityDate: "2025-09-01",
   bindings: { GATEWAY_CONFIG: JSON.stringify(config), OPENAI_API_KEY: "sk-bench" },
   kvNamespaces: ["GATEWAY_CACHE_KV"],
+  durableObjects: { SEMANTIC_INDEX: { className: "GatewayVectorIndex", useSQLite: true } },
   cachePersist: false,
   cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
   handleStructuredLogs: () => {},
@@ -68,12 +78,20 @@ const hitBody = bodyFor("gpt-cached", "Benchmark me, please.");
 await timed(gateway, hitBody);
 await new Promise((r) => setTimeout(r, 200)); // the background write
 await run(50, () => timed(gateway, hitBody, "hit"));
+// The semantic tier: its entry, then paraphrases of it (punctuation only: another exact key).
+await timed(gateway, bodyFor("gpt-semantic", "Benchmark me, please."));
+await new Promise((r) => setTimeout(r, 200));
+const paraphrase = bodyFor("gpt-semantic", "Benchmark me please");
+await run(50, () => timed(gateway, paraphrase, "semantic-hit"));
+await run(50, () => timed(gateway, bodyFor("gpt-semantic", `Benchmark me, please. ${++serial}`), "miss"));
 
 const results = {
   direct: await run(n, () => timed(direct, bodyFor("gpt-4o-mini", "Benchmark me, please."))),
   no_cache: await run(n, () => timed(gateway, bodyFor("gpt", "Benchmark me, please."))),
   miss: await run(n, () => timed(gateway, bodyFor("gpt-cached", `Benchmark me, please. ${++serial}`), "miss")),
   hit: await run(n, () => timed(gateway, hitBody, "hit")),
+  semantic_miss: await run(n, () => timed(gateway, bodyFor("gpt-semantic", `Benchmark me, please. ${++serial}`), "miss")),
+  semantic_hit: await run(n, () => timed(gateway, paraphrase, "semantic-hit")),
 };
 const r = (v) => Math.round(v * 1000) / 1000;
 results.added_p50_ms = {
@@ -81,6 +99,8 @@ results.added_p50_ms = {
   miss_vs_direct: r(results.miss.p50_ms - results.direct.p50_ms),
   hit_vs_direct: r(results.hit.p50_ms - results.direct.p50_ms),
   miss_vs_no_cache: r(results.miss.p50_ms - results.no_cache.p50_ms),
+  semantic_miss_vs_direct: r(results.semantic_miss.p50_ms - results.direct.p50_ms),
+  semantic_hit_vs_direct: r(results.semantic_hit.p50_ms - results.direct.p50_ms),
 };
 await mf.dispose();
 upstream.server.close();

@@ -247,8 +247,9 @@ impl Stream for Cancelling {
 }
 
 fn request_facts(request: &Request) -> RequestFacts {
+    let query = request.url().ok().and_then(|url| url.query().map(str::to_string));
     let Some(cf) = request.cf() else {
-        return RequestFacts::default();
+        return RequestFacts { query, ..RequestFacts::default() };
     };
     RequestFacts {
         country: cf.country(),
@@ -256,6 +257,7 @@ fn request_facts(request: &Request) -> RequestFacts {
         colo: Some(cf.colo()).filter(|c| !c.is_empty()),
         is_eu_country: Some(cf.is_eu_country()),
         coordinates: cf.coordinates().map(|(lat, lon)| (lat as f64, lon as f64)),
+        query,
     }
 }
 

@@ -263,7 +263,7 @@ fn into_core_request(request: Request) -> edge::Request {
         headers: header_pairs(&parts.headers),
         body,
         // Spin reports no location for a request (no country/colo): routing sees "unknown".
-        facts: RequestFacts::default(),
+        facts: RequestFacts { query: parts.uri.query().map(str::to_string), ..RequestFacts::default() },
     }
 }
 

@@ -71,7 +71,7 @@ pub fn record<H: Host>(host: &H, config: &Config, event: &UsageEvent) {
         return;
     }
     let now = host.now_ms();
-    let row = Row::from_event(&facts(event, config, now));
+    let row = Box::new(Row::from_event(&facts(event, config, now)));
     let shard = shard_of(event.consumer.as_deref(), settings.shards);
     let keep_from_hour = (now / HOUR_MS).saturating_sub(settings.retention_days * 24);
     let host = host.clone();

@@ -11,7 +11,9 @@
 //!   object per subject (see [`counter`]);
 //! - `SEMANTIC_INDEX` (Durable Object namespace of class [`GatewayVectorIndex`]): the semantic
 //!   cache's vector index, one object per partition, or `VECTORIZE` (a Vectorize index, optional)
-//!   for partitions without a jurisdiction (see [`vector`]).
+//!   for partitions without a jurisdiction (see [`vector`]);
+//! - `STATS` (Durable Object namespace of class [`GatewayStats`]): the usage rollups, one object
+//!   per shard (see [`stats`]).
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,9 +23,11 @@ use std::time::Duration;
 mod cache_tiers;
 mod counter;
 mod departure;
+mod stats;
 mod vector;
 
 pub use counter::GatewayCounter;
+pub use stats::GatewayStats;
 pub use vector::GatewayVectorIndex;
 use departure::{handle_until_departure, Departure, DepartingBody};
 
@@ -199,6 +203,10 @@ impl edge::Host for WorkerHost {
 
     async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> std::result::Result<CounterReply, HostError> {
         counter::call(&self.env, subject, jurisdiction, op).await
+    }
+
+    async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> std::result::Result<policy::stats::StatsReply, HostError> {
+        stats::call(&self.env, shard, op).await
     }
 
     async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> std::result::Result<(), HostError> {

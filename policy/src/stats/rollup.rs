@@ -231,7 +231,7 @@ impl Row {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StatsOp {
     /// Add one request's row; rows of hours before `keep_from_hour` are deleted (retention).
-    Record { row: Row, keep_from_hour: u64 },
+    Record { row: Box<Row>, keep_from_hour: u64 },
     /// Every row with `from_hour <= hour < to_hour`.
     Query { from_hour: u64, to_hour: u64 },
 }
@@ -365,13 +365,13 @@ mod tests {
     fn the_store_merges_by_hour_and_dims_and_drops_rows_past_retention() {
         let mut store = RowStore::new();
         for (consumer, hour) in [("a", 1), ("a", 1), ("b", 1), ("a", 2)] {
-            store.apply(&StatsOp::Record { row: Row::from_event(&facts(consumer, hour)), keep_from_hour: 0 });
+            store.apply(&StatsOp::Record { row: Box::new(Row::from_event(&facts(consumer, hour))), keep_from_hour: 0 });
         }
         assert_eq!(store.len(), 3);
         let StatsReply::Rows { rows } = store.apply(&StatsOp::Query { from_hour: 1, to_hour: 2 }) else { panic!() };
         assert_eq!(rows.len(), 2);
         assert_eq!(rows.iter().map(|r| r.metrics.requests).sum::<u64>(), 3);
-        store.apply(&StatsOp::Record { row: Row::from_event(&facts("a", 5)), keep_from_hour: 2 });
+        store.apply(&StatsOp::Record { row: Box::new(Row::from_event(&facts("a", 5))), keep_from_hour: 2 });
         assert_eq!(store.range(0, 2).len(), 0, "hour 1 is past retention");
         assert_eq!(store.len(), 2);
     }
@@ -379,8 +379,8 @@ mod tests {
     #[test]
     fn rows_round_trip_as_json_and_shards_are_stable() {
         let row = Row::from_event(&facts("a,\"b\"", 9));
-        let json = serde_json::to_string(&StatsOp::Record { row: row.clone(), keep_from_hour: 1 }).unwrap();
-        assert_eq!(serde_json::from_str::<StatsOp>(&json).unwrap(), StatsOp::Record { row, keep_from_hour: 1 });
+        let json = serde_json::to_string(&StatsOp::Record { row: Box::new(row.clone()), keep_from_hour: 1 }).unwrap();
+        assert_eq!(serde_json::from_str::<StatsOp>(&json).unwrap(), StatsOp::Record { row: Box::new(row), keep_from_hour: 1 });
         assert_eq!(shard_of(Some("alice"), 4), shard_of(Some("alice"), 4));
         assert!((0..100).map(|i| shard_of(Some(&format!("c{i}")), 4)).collect::<std::collections::BTreeSet<_>>().len() == 4);
         assert_eq!(shard_of(None, 1), 0);

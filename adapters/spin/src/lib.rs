@@ -24,6 +24,7 @@
 //! | `wait_until` | `wasip3::spawn`: runs on the request's task after the response is returned |
 
 mod counters;
+mod stats;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -216,6 +217,10 @@ impl edge::Host for SpinHost {
     /// when hosted). See `counters` and docs/spin.md.
     async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError> {
         counters::apply(subject, jurisdiction, op, || edge::Host::now_ms(self)).await
+    }
+
+    async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> Result<policy::stats::StatsReply, HostError> {
+        stats::apply(shard, op).await
     }
 
     /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK

@@ -61,9 +61,13 @@ const mf = new Miniflare({
   compatibilityDate: "2025-09-01",
   bindings: { GATEWAY_CONFIG: JSON.stringify(config), OPENAI_API_KEY: "sk-bench" },
   kvNamespaces: ["GATEWAY_CACHE_KV"],
-  durableObjects: { SEMANTIC_INDEX: { className: "GatewayVectorIndex", useSQLite: true } },
   cachePersist: false,
   cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
+  // As deployed: each request's usage rollup is written to a stats shard in the background.
+  durableObjects: {
+    STATS: { className: "GatewayStats", useSQLite: true },
+    SEMANTIC_INDEX: { className: "GatewayVectorIndex", useSQLite: true },
+  },
   handleStructuredLogs: () => {},
 });
 const gateway = `${(await mf.ready).toString().replace(/\/$/, "")}/v1/chat/completions`;

@@ -1,5 +1,6 @@
 //! The component's SQLite database `default` (granted by `sqlite_databases` in spin.toml), shared
-//! by the limit counters (`counters`) and the semantic cache's vector index (`vectors`).
+//! by the limit counters (`counters`), the semantic cache's vector index (`vectors`) and the
+//! usage rollups (`stats`).
 
 use edge::HostError;
 use spin_sdk::sqlite::{self, Value};

@@ -30,6 +30,7 @@
 mod counters;
 mod database;
 mod vectors;
+mod stats;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -235,6 +236,10 @@ impl edge::Host for SpinHost {
         vectors::query(at, vector, top_k).await
     }
 
+    async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> Result<policy::stats::StatsReply, HostError> {
+        stats::apply(shard, op).await
+    }
+
     /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK
     /// uses to stream the response body after the handler returned): it runs concurrently with
     /// the response body and the host keeps the instance alive until every spawned task is done.
@@ -280,7 +285,7 @@ fn into_core_request(request: Request) -> edge::Request {
         headers: header_pairs(&parts.headers),
         body,
         // Spin reports no location for a request (no country/colo): routing sees "unknown".
-        facts: RequestFacts::default(),
+        facts: RequestFacts { query: parts.uri.query().map(str::to_string), ..RequestFacts::default() },
     }
 }
 

@@ -98,37 +98,36 @@ const ADDITIVE = [
 ];
 
 /**
- * The whole range's points, one per bucket (`interval` steps from `from`), summing the groups
- * of `stats.series`. Latency percentiles cannot be summed: with several groups a bucket's is
- * the requests-weighted mean of theirs (exact with one group, which the ungrouped query gives).
+ * The range's buckets (`interval` steps from `from`, empty ones included) with the metrics of
+ * `series` summed per bucket. Only additive metrics are summed: percentiles do not add up, so
+ * `latency(stats)` reads them from one group.
  */
-function timeline(stats) {
+function timeline(stats, series = stats.series ?? []) {
   const step = stats.interval === "day" ? DAY : HOUR;
   const from = Math.floor(Date.parse(stats.from) / step) * step;
   const to = Date.parse(stats.to);
   const buckets = new Map();
   for (let t = from; t < to; t += step) buckets.set(t, null);
-  for (const series of stats.series ?? []) {
-    for (const p of series.points ?? []) {
+  for (const s of series) {
+    for (const p of s.points ?? []) {
       const t = Date.parse(p.t);
       const prev = buckets.get(t);
-      const next = prev ? { ...prev } : { latency_ms: {}, duration_ms: {} };
+      const next = { latency_ms: p.latency_ms, duration_ms: p.duration_ms };
       for (const m of ADDITIVE) next[m] = (prev?.[m] ?? 0) + (p[m] ?? 0);
-      for (const q of ["latency_ms", "duration_ms"]) {
-        for (const pct of ["p50", "p95", "p99"]) {
-          const v = p[q]?.[pct];
-          if (v === undefined || v === null) continue;
-          const w = p.requests || 1;
-          const acc = next[`_${q}_${pct}`] ?? [0, 0];
-          next[`_${q}_${pct}`] = [acc[0] + v * w, acc[1] + w];
-          next[q] = { ...next[q], [pct]: next[`_${q}_${pct}`][0] / next[`_${q}_${pct}`][1] };
-        }
-      }
       buckets.set(t, next);
     }
   }
   const times = [...buckets.keys()].sort((a, b) => a - b);
   return { times, points: times.map((t) => buckets.get(t)) };
+}
+
+/**
+ * Latency percentiles per bucket, exact: those of the completed requests (the stats grouped by
+ * outcome), the latency people wait for; failures answer at their own pace.
+ */
+function latency(stats) {
+  const completed = (stats.series ?? []).filter((s) => s.group === "completed");
+  return timeline(stats, completed).points.map((p) => p?.latency_ms ?? null);
 }
 
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
@@ -248,7 +247,7 @@ async function load() {
   try {
     const config = (await api("/admin/config")).config ?? {};
     const [overall, byConsumer, byModel, byRegion] = await Promise.all([
-      api(rangeQuery(range, interval)),
+      api(rangeQuery(range, interval, "outcome")),
       api(rangeQuery(range, interval, "consumer")),
       api(rangeQuery(range, interval, "model")),
       api(rangeQuery(range, interval, "region")),
@@ -325,10 +324,12 @@ function render({ overall, byConsumer, byModel, byRegion, budgets }) {
     lineChart(c.body, { title: "Error and fallback rate over time", times, series: [{ name: "error rate", values: errors, cls: 4 }, { name: "fallback rate", values: fallbacks, cls: 1 }], format: fmtPct });
   }
   {
-    const p50 = points.map((p) => (p?.latency_ms?.p50 ?? null));
-    const p95 = points.map((p) => (p?.latency_ms?.p95 ?? null));
-    const c = chartBox("latency", "Latency to first byte", { p50: t.latency_ms?.p50 ?? "", p95: t.latency_ms?.p95 ?? "" });
-    if (t.latency_ms) note(c.caption, `p50 ${fmtMs(t.latency_ms.p50)}, p95 ${fmtMs(t.latency_ms.p95)} over the range`);
+    const lat = latency(overall);
+    const p50 = lat.map((l) => l?.p50 ?? null);
+    const p95 = lat.map((l) => l?.p95 ?? null);
+    const done = (overall.series ?? []).find((s) => s.group === "completed")?.totals?.latency_ms;
+    const c = chartBox("latency", "Latency to first byte (completed requests)", { p50: done?.p50 ?? "", p95: done?.p95 ?? "" });
+    if (done) note(c.caption, `p50 ${fmtMs(done.p50)}, p95 ${fmtMs(done.p95)} over the range`);
     lineChart(c.body, { title: "Latency p50 and p95 over time (ms)", times, series: [{ name: "p50", values: p50 }, { name: "p95", values: p95, cls: 1 }], format: fmtMs });
   }
   {

@@ -154,9 +154,12 @@ export async function startGateway({ config, kvConfig, secrets = {}, cf = DEFAUL
     kvNamespaces: ["GATEWAY_KV", "GATEWAY_CACHE_KV"],
     // Limits and budgets: one counter object per subject (adapters/cloudflare/src/counter.rs).
     // The semantic cache's vector index: one object per partition (adapters/cloudflare/src/vector.rs).
+    // The usage rollups: one object per shard (adapters/cloudflare/src/stats.rs; wrangler.toml
+    // migration v3).
     durableObjects: {
       COUNTERS: { className: "GatewayCounter", useSQLite: true },
       SEMANTIC_INDEX: { className: "GatewayVectorIndex", useSQLite: true },
+      STATS: { className: "GatewayStats", useSQLite: true },
     },
   };
   const workers = aiBinding

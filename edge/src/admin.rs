@@ -5,7 +5,9 @@
 //! Routes: `POST /admin/keys` (create; the key is in the response, the only time it is shown),
 //! `GET /admin/consumers/{consumer}/keys`, `DELETE /admin/keys/{id}` (revoke),
 //! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`,
-//! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`), and the
+//! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`),
+//! `GET /admin/stats`, `GET /admin/stats.csv` and `GET /admin/metrics` (the usage rollups as a
+//! report and as Prometheus text; see `crate::rollups` and docs/observability.md), and the
 //! dashboard's files `GET /admin/ui`, `/admin/ui/app.js`, `/admin/ui/app.css` (no key: they hold no
 //! data; see `crate::admin_ui`).
 //!
@@ -22,10 +24,11 @@ use sha2::{Digest, Sha256};
 
 use policy::identity::virtual_keys;
 use policy::limits::{CounterOp, CounterReply};
+use policy::stats::{parse_time, prometheus, retention_hours, GroupBy, Interval, ReportQuery, HOUR_MS, MAX_PROMETHEUS_SERIES};
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::host::Host;
+use crate::host::{Body, Host};
 use crate::http::{percent_decode, read_json_value, Request, Response};
 use crate::isolate::config::CONFIG_KV_KEY;
 use crate::isolate::IsolateState;
@@ -109,6 +112,8 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
         ("GET", AdminRoute::ConsumerKeys(consumer)) => list_keys(&consumer, host, now).await,
         ("DELETE", AdminRoute::Key(id)) => revoke_key(&id, host, &actor, now).await,
         ("GET", AdminRoute::Usage(subject)) => usage(config, &subject, host).await,
+        ("GET", AdminRoute::Stats { csv }) => stats(config, request.facts.query.as_deref(), csv, host, now).await,
+        ("GET", AdminRoute::Metrics) => metrics(config, host, now).await,
         ("GET", AdminRoute::Audit { logins, after }) => audit(host, if logins { AUDIT_LOGIN_PREFIX } else { AUDIT_PREFIX }, after.as_deref(), now, retention_ms).await,
         ("GET", AdminRoute::Config) => {
             let text = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
@@ -152,6 +157,10 @@ enum AdminRoute {
     /// The audit log (`logins`: the failed admin logins), from the newest, or after `after`.
     Audit { logins: bool, after: Option<String> },
     CarbonRefresh,
+    /// The usage rollups as a report: JSON, or CSV (`/admin/stats.csv`).
+    Stats { csv: bool },
+    /// The usage rollups as Prometheus text.
+    Metrics,
 }
 
 impl AdminRoute {
@@ -163,6 +172,9 @@ impl AdminRoute {
             "/admin/audit" => AdminRoute::Audit { logins: false, after: None },
             "/admin/audit/logins" => AdminRoute::Audit { logins: true, after: None },
             "/admin/carbon/refresh" => AdminRoute::CarbonRefresh,
+            "/admin/stats" => AdminRoute::Stats { csv: false },
+            "/admin/stats.csv" => AdminRoute::Stats { csv: true },
+            "/admin/metrics" => AdminRoute::Metrics,
             p => {
                 if let Some(id) = p.strip_prefix("/admin/keys/") {
                     AdminRoute::Key(segment(id)?)
@@ -325,4 +337,61 @@ async fn audit<H: Host>(host: &H, prefix: &str, after: Option<&str>, now: u64, r
         page["next_cursor"] = json!(last);
     }
     Ok(Response::json(200, &page))
+}
+
+/// The report a `/admin/stats` query string asks for: `from` and `to` (RFC 3339 or unix seconds;
+/// default the last 24 hours), `group_by` (default `model`) and `interval` (default `hour`).
+/// An unknown or malformed parameter is a 400 naming it.
+fn stats_query(query: Option<&str>, now_ms: u64) -> Result<ReportQuery, GatewayError> {
+    let (mut from, mut to, mut group_by, mut interval) = (None, None, GroupBy::Model, Interval::Hour);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (percent_decode(name), percent_decode(value));
+        let time = |v: &str| parse_time(v).ok_or_else(|| bad_request(format!("'{name}' must be an RFC 3339 time (2026-12-05T00:00:00Z) or unix seconds."), Some(&name)));
+        match name.as_str() {
+            "from" => from = Some(time(&value)?),
+            "to" => to = Some(time(&value)?),
+            "group_by" => {
+                group_by = GroupBy::from_name(&value).ok_or_else(|| bad_request("'group_by' must be one of consumer, tenant, model, provider, outcome, region.", Some("group_by")))?
+            }
+            "interval" => interval = Interval::from_name(&value).ok_or_else(|| bad_request("'interval' must be hour or day.", Some("interval")))?,
+            _ => return Err(bad_request(format!("Unknown parameter '{name}' (expected from, to, group_by, interval)."), Some(&name))),
+        }
+    }
+    // Default: up to the end of the current hour, so the hour in progress is included.
+    let to_s = to.unwrap_or((now_ms / HOUR_MS + 1) * 3600);
+    let from_s = from.unwrap_or(to_s.saturating_sub(86_400));
+    if from_s >= to_s {
+        return Err(bad_request("'from' must be before 'to'.", Some("from")));
+    }
+    Ok(ReportQuery { from_s, to_s, group_by, interval })
+}
+
+async fn stats<H: Host>(config: &Config, query: Option<&str>, csv: bool, host: &H, now: u64) -> Result<Response, GatewayError> {
+    let query = stats_query(query, now)?;
+    let (from_hour, to_hour) = query.hours();
+    let rows = crate::rollups::query(host, config, from_hour, to_hour).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    let report = policy::stats::report(&rows, query);
+    if csv {
+        Ok(Response {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "text/csv; charset=utf-8".into()),
+                ("content-disposition".into(), "attachment; filename=\"gateway-stats.csv\"".into()),
+            ],
+            body: Body::Bytes(report.to_csv().into_bytes()),
+        })
+    } else {
+        Ok(Response::json(200, &report.to_json()))
+    }
+}
+
+async fn metrics<H: Host>(config: &Config, host: &H, now: u64) -> Result<Response, GatewayError> {
+    let (from_hour, to_hour) = retention_hours(now, config.stats.retention_days);
+    let rows = crate::rollups::query(host, config, from_hour, to_hour).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    Ok(Response {
+        status: 200,
+        headers: vec![("content-type".into(), "text/plain; version=0.0.4; charset=utf-8".into())],
+        body: Body::Bytes(prometheus(&rows, MAX_PROMETHEUS_SERIES).into_bytes()),
+    })
 }

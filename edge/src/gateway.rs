@@ -53,6 +53,11 @@ impl Gateway {
             Err(error) => {
                 if !preflight {
                     ctx.error_detail = error.log_detail();
+                    if ctx.config.is_none() {
+                        // Refused before the pipeline read the configuration: the rollups count
+                        // it under the isolate's last configuration, if it ever read one.
+                        ctx.config = self.state.config.cached();
+                    }
                     record(host, &ctx, error.status(), Outcome::Failed, Some(error.label()));
                 }
                 if anthropic_api {

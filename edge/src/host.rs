@@ -18,6 +18,7 @@
 //! | `cache_get`/`cache_put` | Cache API of the location (immediate there, per location), then KV when bound (eventually consistent, ~60 s) | immediate, both tiers in maps |
 //! | `counter`  | one Durable Object per subject: strongly consistent, one op at a time, durable | a map applied atomically |
 //! | `wait_until` | `ctx.waitUntil`: runs after the response, bounded by the platform | queued until `run_background` |
+//! | `stats` | one Durable Object per shard (SQLite, one op at a time, durable) | a map per shard |
 //! | `vector_upsert`/`vector_query` | one Durable Object per partition (SQLite, strongly consistent, read-your-writes); or Vectorize (eventually consistent: an upsert is queryable after a few seconds) | a map, immediate |
 //!
 //! On Spin, `counter` runs over SQLite (default) or Redis with a compare-and-swap per op
@@ -27,6 +28,7 @@ use std::future::Future;
 
 use futures::future::{select, Either};
 use policy::limits::{CounterOp, CounterReply};
+use policy::stats::{StatsOp, StatsReply};
 
 pub use policy::cache::VectorMatch;
 
@@ -180,6 +182,16 @@ pub trait Host: Clone + 'static {
     /// idempotency by reservation id makes safe to retry. The limit's `FailureMode` decides what
     /// the request gets.
     async fn counter(&self, subject: &str, jurisdiction: Option<&str>, op: &CounterOp) -> Result<CounterReply, HostError>;
+
+    /// Apply one operation to shard `shard` of the usage rollups (`crate::rollups`): add a
+    /// request's row (merged into the row of its hour and dimensions, rows past the retention
+    /// deleted), or read the rows of a range of hours. Each shard applies its ops one at a time
+    /// and durably (a Durable Object per shard on Workers, SQLite on Spin). Hosts without a
+    /// store refuse: nothing is rolled up and `/admin/stats` answers 503.
+    async fn stats(&self, shard: u32, op: &StatsOp) -> Result<StatsReply, HostError> {
+        let _ = (shard, op);
+        Err(HostError("this host has no stats store".into()))
+    }
 
     /// Store `vector` under `id` in one partition of a vector index, replacing an entry with the
     /// same id, with `metadata` (opaque text, JSON by convention: the cached query and the exact

@@ -63,6 +63,9 @@ pub struct RequestFacts {
     pub is_eu_country: Option<bool>,
     /// Approximate latitude/longitude of the client.
     pub coordinates: Option<(f64, f64)>,
+    /// The URL's query string (without the `?`), when it has one. Only the admin API's report
+    /// routes read it (`/admin/stats?from=…`); it is never logged.
+    pub query: Option<String>,
 }
 
 

@@ -84,6 +84,9 @@ struct Inner {
     counters: RefCell<BTreeMap<(Option<String>, String), CounterState>>,
     counters_broken: Cell<bool>,
     counter_calls: RefCell<Vec<(String, Option<String>)>>,
+    /// The usage rollups, one store per shard.
+    stats: RefCell<BTreeMap<u32, policy::stats::RowStore>>,
+    stats_broken: Cell<bool>,
     background: RefCell<Vec<Pin<Box<dyn Future<Output = ()>>>>>,
     vectors: RefCell<HashMap<VectorKey, PartitionIndex>>,
     /// `None`: [`DEFAULT_PARTITION_CAPACITY`].
@@ -240,6 +243,16 @@ impl MemoryHost {
     /// How many entries one vector partition holds, for assertions.
     pub fn vector_count(&self, at: &VectorPartition<'_>) -> usize {
         self.inner.vectors.borrow().get(&vector_key(at)).map_or(0, PartitionIndex::len)
+    }
+
+    /// Make stats operations fail (no rollup store bound).
+    pub fn break_stats(&self, broken: bool) {
+        self.inner.stats_broken.set(broken);
+    }
+
+    /// How many rollup rows each shard holds, for assertions.
+    pub fn stats_rows_per_shard(&self) -> BTreeMap<u32, usize> {
+        self.inner.stats.borrow().iter().map(|(shard, store)| (*shard, store.len())).collect()
     }
 
     /// How many [`Host::wait_until`] tasks are queued and not yet run.
@@ -408,6 +421,13 @@ impl Host for MemoryHost {
             counters.remove(&(jurisdiction.map(str::to_string), subject.to_string()));
         }
         Ok(reply)
+    }
+
+    async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> Result<policy::stats::StatsReply, HostError> {
+        if self.inner.stats_broken.get() {
+            return Err(HostError("stats store unavailable".into()));
+        }
+        Ok(self.inner.stats.borrow_mut().entry(shard).or_default().apply(op))
     }
 
     fn wait_until(&self, task: impl Future<Output = ()> + 'static) {

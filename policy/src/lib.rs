@@ -10,6 +10,7 @@ pub mod guard;
 pub mod identity;
 pub mod limits;
 pub mod route;
+pub mod stats;
 
 pub use access::ModelAccess;
 pub use auth::{AuthDecision, AuthError, ConsumerKey, KeyTable};

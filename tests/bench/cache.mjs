@@ -54,6 +54,8 @@ const mf = new Miniflare({
   kvNamespaces: ["GATEWAY_CACHE_KV"],
   cachePersist: false,
   cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
+  // As deployed: each request's usage rollup is written to a stats shard in the background.
+  durableObjects: { STATS: { className: "GatewayStats", useSQLite: true } },
   handleStructuredLogs: () => {},
 });
 const gateway = `${(await mf.ready).toString().replace(/\/$/, "")}/v1/chat/completions`;

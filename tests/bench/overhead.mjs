@@ -54,6 +54,8 @@ const mf = new Miniflare({
   compatibilityFlags: ["enable_request_signal"],
   bindings: { GATEWAY_CONFIG: JSON.stringify(config), OPENAI_API_KEY: "sk-bench" },
   cf: { country: "DE", colo: "FRA", continent: "EU", isEUCountry: "1" },
+  // As deployed: each request's usage rollup is written to a stats shard in the background.
+  durableObjects: { STATS: { className: "GatewayStats", useSQLite: true } },
   // The Worker logs one usage event per request; the benchmark's stdout is its JSON result.
   handleStructuredLogs: () => {},
 });

@@ -122,6 +122,37 @@ def register_limit_cases(store, port_up, allow):
         h.wait_ready(headers=bearer(CLIENT_KEY))
         return h
 
+    if store == "sqlite":
+        @case("stats: /admin/stats counts the requests made through the component (SQLite rollups)")
+        def _():
+            cfg = {**limits_config(port_up), "stats": {"shards": 2}}
+            with host(cfg) as h:
+                for content, model in [("one", "mock"), ("two", "gpt-test"), ("three", "up-fail")]:
+                    status, _, body = harness.request(h.port, "POST", "/v1/chat/completions", chat(model, content),
+                                                      headers=bearer(OTHER_KEY))
+                    check(status >= 500 if model == "up-fail" else status == 200, f"{model}: {status} {body[:200]!r}")
+                deadline = time.monotonic() + 10
+                while True:
+                    status, headers, body = harness.request(h.port, "GET", "/admin/stats?group_by=consumer",
+                                                            headers=bearer(ADMIN_KEY))
+                    check(status == 200, f"stats {status} {body[:300]!r}")
+                    report = json.loads(body)
+                    other = [s for s in report["series"] if s["group"] == "other"]
+                    if other and other[0]["totals"]["requests"] >= 3:
+                        break
+                    check(time.monotonic() < deadline, f"rollups never caught up: {report['series']}")
+                    time.sleep(0.05)
+                totals = other[0]["totals"]
+                check(totals["requests"] == 3, totals)
+                check(totals["errors"] == 1 and totals["errors_by_type"].get("upstream_error") == 1, totals)
+                check(totals["input_tokens"] > 0, totals)
+                status, headers, body = harness.request(h.port, "GET", "/admin/metrics", headers=bearer(ADMIN_KEY))
+                check(status == 200 and headers.get("content-type", "").startswith("text/plain; version=0.0.4"),
+                      f"metrics {status} {headers}")
+                check(b'gateway_requests_total{consumer="other"' in body, body[:500])
+                status, _, _ = harness.request(h.port, "GET", "/admin/stats")
+                check(status == 401, f"no admin key: {status}")
+
     @case(f"limits ({store}): a request limit per consumer: 3 allowed with headers, then 429")
     def _():
         cfg = limits_config(port_up, rate_limits=[

@@ -11,7 +11,9 @@
 //!   object per subject (see [`counter`]);
 //! - `SEMANTIC_INDEX` (Durable Object namespace of class [`GatewayVectorIndex`]): the semantic
 //!   cache's vector index, one object per partition, or `VECTORIZE` (a Vectorize index, optional)
-//!   for partitions without a jurisdiction (see [`vector`]).
+//!   for partitions without a jurisdiction (see [`vector`]);
+//! - `STATS` (Durable Object namespace of class [`GatewayStats`]): the usage rollups, one object
+//!   per shard (see [`stats`]).
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -21,9 +23,11 @@ use std::time::Duration;
 mod cache_tiers;
 mod counter;
 mod departure;
+mod stats;
 mod vector;
 
 pub use counter::GatewayCounter;
+pub use stats::GatewayStats;
 pub use vector::GatewayVectorIndex;
 use departure::{handle_until_departure, Departure, DepartingBody};
 
@@ -201,6 +205,10 @@ impl edge::Host for WorkerHost {
         counter::call(&self.env, subject, jurisdiction, op).await
     }
 
+    async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> std::result::Result<policy::stats::StatsReply, HostError> {
+        stats::call(&self.env, shard, op).await
+    }
+
     async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> std::result::Result<(), HostError> {
         vector::upsert(&self.env, at, id, vector, metadata).await
     }
@@ -247,8 +255,9 @@ impl Stream for Cancelling {
 }
 
 fn request_facts(request: &Request) -> RequestFacts {
+    let query = request.url().ok().and_then(|url| url.query().map(str::to_string));
     let Some(cf) = request.cf() else {
-        return RequestFacts::default();
+        return RequestFacts { query, ..RequestFacts::default() };
     };
     RequestFacts {
         country: cf.country(),
@@ -256,6 +265,7 @@ fn request_facts(request: &Request) -> RequestFacts {
         colo: Some(cf.colo()).filter(|c| !c.is_empty()),
         is_eu_country: Some(cf.is_eu_country()),
         coordinates: cf.coordinates().map(|(lat, lon)| (lat as f64, lon as f64)),
+        query,
     }
 }
 

@@ -57,21 +57,30 @@ struct SqliteCounters(sqlite::Connection);
 
 impl SqliteCounters {
     async fn open() -> Result<Self, HostError> {
-        let connection = sqlite::Connection::open(SQLITE_DATABASE).await.map_err(|e| match e {
-            sqlite::Error::AccessDenied | sqlite::Error::NoSuchDatabase => HostError(format!(
-                "sqlite database {SQLITE_DATABASE:?} not available: grant it with sqlite_databases in spin.toml"
-            )),
-            other => sqlite_error(other),
-        })?;
-        let store = SqliteCounters(connection);
+        let store = SqliteCounters(open_database().await?);
         store.rows(CREATE_TABLE, vec![]).await?;
         Ok(store)
     }
 
     async fn rows(&self, statement: &str, parameters: Vec<Value>) -> Result<Vec<sqlite::RowResult>, HostError> {
-        let result = self.0.execute(statement, parameters).await.map_err(sqlite_error)?;
-        result.collect().await.map_err(sqlite_error)
+        rows(&self.0, statement, parameters).await
     }
+}
+
+/// The component's SQLite database (the counters' and the usage rollups').
+pub(crate) async fn open_database() -> Result<sqlite::Connection, HostError> {
+    sqlite::Connection::open(SQLITE_DATABASE).await.map_err(|e| match e {
+        sqlite::Error::AccessDenied | sqlite::Error::NoSuchDatabase => {
+            HostError(format!("sqlite database {SQLITE_DATABASE:?} not available: grant it with sqlite_databases in spin.toml"))
+        }
+        other => sqlite_error(other),
+    })
+}
+
+/// Run one statement and collect its rows.
+pub(crate) async fn rows(connection: &sqlite::Connection, statement: &str, parameters: Vec<Value>) -> Result<Vec<sqlite::RowResult>, HostError> {
+    let result = connection.execute(statement, parameters).await.map_err(sqlite_error)?;
+    result.collect().await.map_err(sqlite_error)
 }
 
 fn sqlite_error(e: sqlite::Error) -> HostError {

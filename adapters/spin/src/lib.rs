@@ -24,6 +24,7 @@
 //! | `wait_until` | `wasip3::spawn`: runs on the request's task after the response is returned |
 
 mod counters;
+mod stats;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -218,6 +219,10 @@ impl edge::Host for SpinHost {
         counters::apply(subject, jurisdiction, op, || edge::Host::now_ms(self)).await
     }
 
+    async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> Result<policy::stats::StatsReply, HostError> {
+        stats::apply(shard, op).await
+    }
+
     /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK
     /// uses to stream the response body after the handler returned): it runs concurrently with
     /// the response body and the host keeps the instance alive until every spawned task is done.
@@ -263,7 +268,7 @@ fn into_core_request(request: Request) -> edge::Request {
         headers: header_pairs(&parts.headers),
         body,
         // Spin reports no location for a request (no country/colo): routing sees "unknown".
-        facts: RequestFacts::default(),
+        facts: RequestFacts { query: parts.uri.query().map(str::to_string), ..RequestFacts::default() },
     }
 }
 

@@ -26,6 +26,7 @@ mod network;
 mod providers;
 mod quota;
 mod routing;
+mod stats;
 
 use std::collections::BTreeMap;
 
@@ -48,6 +49,7 @@ pub use providers::{
 };
 pub use quota::{LimitGroup, Quota};
 pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
+pub use stats::{StatsSettings, MAX_STATS_SHARDS};
 
 use admin::RawAdmin;
 use cors::RawCors;
@@ -59,6 +61,7 @@ use network::RawNetwork;
 use providers::RawProvider;
 use quota::{RawBudget, RawPrice, RawQuota, RawRateLimit};
 use routing::{RawCarbonFeed, RawResidency};
+use stats::RawStats;
 
 /// Phase one: the document as written (each section's raw type is in the section's file).
 #[derive(Debug, Deserialize)]
@@ -98,6 +101,9 @@ struct RawConfig {
     /// The outbound policy: honoured from the shipped document only (see `network.rs`).
     #[serde(default)]
     network: Option<RawNetwork>,
+    /// The usage rollups behind `/admin/stats` and `/admin/metrics`.
+    #[serde(default)]
+    stats: RawStats,
 }
 
 /// A validated configuration. Construct it with [`Config::parse`].
@@ -129,6 +135,8 @@ pub struct Config {
     pub network: NetworkPolicy,
     /// The response cache settings of models, consumers and tenants (docs/cache.md).
     pub cache: CacheRules,
+    /// The usage rollups (`stats` section).
+    pub stats: StatsSettings,
 }
 
 /// Which document is being validated, and so whose outbound policy applies.
@@ -238,6 +246,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
     };
     let tenants = identity::validate_tenants(raw.tenants, &consumer_tenants, &models, &mut issue);
     let admin = admin::validate_admin(raw.admin, &keys, &mut issue);
+    let stats = stats::validate_stats(raw.stats, &mut issue);
     let webhooks = quota::webhook_urls(&raw.budgets);
     let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
     let network = match provenance {
@@ -269,7 +278,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
         issues = outbound_issues;
     }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats })
     } else {
         Err(ConfigErrors(issues))
     }

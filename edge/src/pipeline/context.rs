@@ -83,6 +83,8 @@ pub struct RequestContext {
     pub latency_ms: Option<u64>,
     /// What the operator's log gets about a failure the client sees only generically.
     pub error_detail: Option<String>,
+    /// The configuration in force once it was read (the record phase reads `stats` from it).
+    pub config: Option<std::rc::Rc<crate::config::Config>>,
 }
 
 impl RequestContext {
@@ -109,6 +111,7 @@ impl RequestContext {
             cache: None,
             latency_ms: None,
             error_detail: None,
+            config: None,
         }
     }
 

@@ -60,6 +60,7 @@ pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ct
         return Err(GatewayError::MethodNotAllowed { method: request.method.clone(), allowed: endpoint.allowed_method() });
     }
     let config = state.config.current(host).await?;
+    ctx.config = Some(config.clone());
     ctx.caller = authenticate(state, &config, &request, host).await?;
     ctx.metadata = config.metadata_for(ctx.caller.api_consumer(), ctx.caller.tenant.as_deref());
     let limit = config.limits.max_body_bytes;

@@ -53,5 +53,9 @@ impl RequestContext {
 /// Emit the request's usage event now.
 pub fn record<H: Host>(host: &H, ctx: &RequestContext, status: u16, outcome: Outcome, error: Option<&'static str>) {
     let duration = host.now_ms().saturating_sub(ctx.started_ms);
-    host.emit(&ctx.event(status, outcome, error, duration));
+    let event = ctx.event(status, outcome, error, duration);
+    host.emit(&event);
+    if let Some(config) = &ctx.config {
+        crate::rollups::record(host, config, &event);
+    }
 }

@@ -50,7 +50,7 @@ function dataTable(caption, head, rows) {
 
 const W = 560;
 const H = 200;
-const PAD = { l: 56, r: 12, t: 10, b: 26 };
+const PAD = { l: 72, r: 22, t: 10, b: 26 };
 
 function timeLabel(ms, spanMs) {
   const d = new Date(ms);
@@ -78,7 +78,8 @@ export function lineChart(target, { title, times, series, format, raw = (v) => v
   const labels = Math.min(6, times.length);
   for (let k = 0; k < labels; k++) {
     const i = labels === 1 ? 0 : Math.round((k * (times.length - 1)) / (labels - 1));
-    el("text", { x: x(i), y: H - 8, class: "tick", "text-anchor": "middle" }, svg).textContent = timeLabel(times[i], span);
+    const anchor = labels > 1 && k === labels - 1 ? "end" : labels > 1 && k === 0 ? "start" : "middle";
+    el("text", { x: x(i), y: H - 8, class: "tick", "text-anchor": anchor }, svg).textContent = timeLabel(times[i], span);
   }
   series.forEach((s, n) => {
     let d = "";

@@ -74,7 +74,7 @@ async function traffic() {
 
 /** A fresh browser context on the dashboard, recording console errors, page errors, CSP
  * violations and every request the page makes. */
-async function openDashboard() {
+async function openDashboard(target = gw) {
   const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
   const page = await context.newPage();
   const seen = { console: [], pageErrors: [], requests: [], responses: [] };
@@ -89,18 +89,17 @@ async function openDashboard() {
     window.__cspViolations = [];
     document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
   });
-  const res = await page.goto(`${gw.url}/admin/ui`);
+  const res = await page.goto(`${target.url}/admin/ui`);
   assert.equal(res.status(), 200);
   assert.equal(res.headers()["content-security-policy"], CSP);
-  return { context, page, seen };
+  return { context, page, seen, origin: new URL(target.url).origin };
 }
 
-async function assertCleanPage(page, seen, { allow = [] } = {}) {
+async function assertCleanPage(page, seen, { allow = [], origin = new URL(gw.url).origin } = {}) {
   const violations = await page.evaluate(() => window.__cspViolations);
   assert.deepEqual(violations, [], "CSP violations");
   assert.deepEqual(seen.pageErrors, [], "uncaught page errors");
   assert.deepEqual(seen.console.filter((m) => !allow.some((re) => re.test(m))), [], "console errors or warnings");
-  const origin = new URL(gw.url).origin;
   const foreign = seen.requests.filter((u) => !u.startsWith(`${origin}/`) && !u.startsWith("data:"));
   assert.deepEqual(foreign, [], "requests that left the gateway's origin");
 }
@@ -248,6 +247,25 @@ describe("the dashboard in headless Chromium", () => {
       assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     } finally {
       await context.close();
+    }
+  });
+
+  test("no admin key in the configuration: the page says the admin API is disabled", async () => {
+    const config = dashboardConfig();
+    delete config.admin;
+    const plain = await startGateway({ config, secrets: { OPENAI_API_KEY: KEYS.upstream } });
+    const { context, page, seen, origin } = await openDashboard(plain);
+    try {
+      await page.fill("#key", "any-key");
+      await page.click("#key-form button[type=submit]");
+      await page.locator("#disabled").waitFor({ state: "visible" });
+      assert.ok(await page.locator("#key-form").isHidden());
+      assert.deepEqual(await renderedCharts(page), []);
+      assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+      await assertCleanPage(page, seen, { allow: [/status of 404/], origin });
+    } finally {
+      await context.close();
+      await plain.dispose();
     }
   });
 });

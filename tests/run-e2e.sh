@@ -17,6 +17,9 @@ if [ ! -f "$tests/../adapters/cloudflare/build/index.js" ]; then
   exit 1
 fi
 
+# The dashboard's browser test needs Debian's Chromium (installed here when missing).
+"$tests/ensure-chromium.sh"
+
 # Offline: miniflare must never try to fetch request.cf data or phone home.
 export CLOUDFLARE_CF_FETCH_ENABLED=false WRANGLER_SEND_METRICS=false NO_UPDATE_NOTIFIER=1
 

@@ -7,7 +7,9 @@
 //! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`,
 //! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`),
 //! `GET /admin/stats`, `GET /admin/stats.csv` and `GET /admin/metrics` (the usage rollups as a
-//! report and as Prometheus text; see `crate::rollups` and docs/observability.md).
+//! report and as Prometheus text; see `crate::rollups` and docs/observability.md), and the
+//! dashboard's files `GET /admin/ui`, `/admin/ui/app.js`, `/admin/ui/app.css` (no key: they hold no
+//! data; see `crate::admin_ui`).
 //!
 //! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
 //! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.
@@ -71,6 +73,13 @@ async fn write_audit_under<H: Host>(host: &H, prefix: &str, entry: &Value) -> Re
 
 /// Handle `/admin/...`. `path` is the request path; the body is read here when needed.
 pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Request, host: &H) -> Result<Response, GatewayError> {
+    // The dashboard's files hold no data: served without the admin key (the page asks for it).
+    if let Some(asset) = crate::admin_ui::Asset::from_path(&request.path) {
+        return match request.method.as_str() {
+            "GET" | "HEAD" => Ok(crate::admin_ui::serve(asset, request.method == "HEAD")),
+            _ => Err(GatewayError::MethodNotAllowed { method: request.method.clone(), allowed: "GET, HEAD" }),
+        };
+    }
     let Some(admin) = &config.admin else {
         return Err(GatewayError::NotFound { path: request.path.clone() });
     };

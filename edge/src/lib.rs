@@ -31,7 +31,7 @@
 //! 10. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
 //!     route health, carbon)
 //! 11. `pipeline` — the request's phases, one module each, assembled in `pipeline/mod.rs`
-//! 12. `admin` — the admin API
+//! 12. `admin_ui`, `admin` — the dashboard's embedded files (`/admin/ui`), and the admin API
 //! 13. `gateway` — the entry point: preflight, admin or pipeline, error format, CORS
 //!
 //! Adapters (`adapters/cloudflare`, `adapters/spin`) sit above all of it and use only what this
@@ -56,6 +56,7 @@ pub mod rollups;
 pub mod messages;
 pub mod isolate;
 pub mod pipeline;
+pub mod admin_ui;
 pub mod admin;
 pub mod gateway;
 

@@ -156,6 +156,12 @@ def register_limit_cases(store, port_up, allow):
                 check(b'gateway_requests_total{consumer="other"' in body, body[:500])
                 status, _, _ = harness.request(h.port, "GET", "/admin/stats")
                 check(status == 401, f"no admin key: {status}")
+                # The dashboard's files are served by the component too, without a key, under its CSP.
+                for path, kind in [("/admin/ui", "text/html"), ("/admin/ui/app.js", "text/javascript"), ("/admin/ui/app.css", "text/css")]:
+                    status, headers, body = harness.request(h.port, "GET", path)
+                    check(status == 200 and headers.get("content-type", "").startswith(kind)
+                          and headers.get("content-security-policy", "").startswith("default-src 'none'; script-src 'self'")
+                          and headers.get("x-content-type-options") == "nosniff" and len(body) > 500, f"{path}: {status} {headers}")
 
     @case(f"limits ({store}): a request limit per consumer: 3 allowed with headers, then 429")
     def _():

@@ -64,10 +64,12 @@ pub fn facts<'a>(event: &'a UsageEvent, config: &Config, at_ms: u64) -> EventFac
     }
 }
 
-/// Add `event` to the rollups in the background (when `stats.enabled`).
+/// Add `event` to the rollups in the background (when `stats.enabled`). The rollups count the
+/// API's traffic: an admin call that was refused (its usage event says `operation: "admin"`) is
+/// not model traffic and stays out (failed admin logins are in the audit log, docs/admin.md).
 pub fn record<H: Host>(host: &H, config: &Config, event: &UsageEvent) {
     let settings = config.stats;
-    if !settings.enabled {
+    if !settings.enabled || event.operation == "admin" {
         return;
     }
     let now = host.now_ms();

@@ -415,3 +415,17 @@ fn disabled_rollups_write_nothing_and_a_missing_store_fails_no_request() {
     assert_eq!(chat(&gateway, &host, KEY, "gpt", "hello", false), 200, "the write is in the background and best effort");
     assert_eq!(host.events().len(), 1);
 }
+
+#[test]
+fn refused_admin_calls_are_logged_but_not_rolled_up() {
+    let host = host(json!({}));
+    let gateway = Gateway::new();
+    assert_eq!(chat(&gateway, &host, KEY, "gpt", "hello", false), 200);
+    for path in ["/admin/stats", "/admin/config", "/admin/keys/nope"] {
+        let (response, _) = run(&gateway, &host, request("GET", path, None, None));
+        assert_eq!(response.status, 401, "{path}");
+    }
+    assert_eq!(host.events().iter().filter(|e| e.operation == "admin").count(), 3, "the refusals are still usage events");
+    let report = stats(&gateway, &host, "group_by=consumer");
+    assert_eq!(report["totals"]["requests"], 1, "only the chat request: {report}");
+}

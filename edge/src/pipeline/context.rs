@@ -83,6 +83,8 @@ pub struct RequestContext {
     pub latency_ms: Option<u64>,
     /// What the operator's log gets about a failure the client sees only generically.
     pub error_detail: Option<String>,
+    /// The request's OpenTelemetry trace, when `telemetry` is configured (docs/observability.md).
+    pub trace: Option<Box<crate::telemetry::Trace>>,
 }
 
 impl RequestContext {
@@ -109,6 +111,7 @@ impl RequestContext {
             cache: None,
             latency_ms: None,
             error_detail: None,
+            trace: None,
         }
     }
 

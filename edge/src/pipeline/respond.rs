@@ -101,6 +101,14 @@ pub async fn respond_chat<H: Host>(
             finished.provider_usage = end.raw_usage;
             if end.guard.is_some() {
                 finished.guard = end.guard;
+                if let Some(trace) = finished.trace.as_mut() {
+                    // The stream was guarded from its head to its end.
+                    let head = finished.started_ms + finished.latency_ms.unwrap_or(0);
+                    trace.phase(&event_host, "gateway.guard.output", head, crate::telemetry::guard_attrs(finished.guard.as_ref()));
+                }
+            }
+            if let (Some(trace), Some(answer)) = (finished.trace.as_mut(), &end.answer) {
+                trace.note_response(answer);
             }
             // Charge what the provider reported. Without it, a client that left is charged what
             // it was sent; a stream that failed, its reservation.
@@ -166,7 +174,10 @@ pub async fn respond_chat<H: Host>(
         ClientApi::OpenAi => whole_response(host, translated, forward, ctx, guard.as_mut()),
         ClientApi::Anthropic(meta) => {
             let mut translated = translated;
-            guard_output(ctx, guard.as_mut(), &mut translated.body)?;
+            let started = host.now_ms();
+            let checked = guard_output(ctx, guard.as_mut(), &mut translated.body);
+            observe_output(host, ctx, guard.is_some(), started, &translated.body);
+            checked?;
             let message = crate::messages::to_anthropic_message(&translated.body, &meta.model, usage);
             whole_response(host, Translated { body: message, ..translated }, None, ctx, None)
         }
@@ -194,12 +205,25 @@ pub fn whole_response<H: Host>(
     ctx.usage = translated.usage;
     ctx.provider_usage = translated.raw_usage;
     let mut value = translated.body;
-    let modified = guard_output(ctx, guard, &mut value)? || forward.is_none();
+    let (started, guarded) = (host.now_ms(), guard.is_some());
+    let checked = guard_output(ctx, guard, &mut value);
+    observe_output(host, ctx, guarded, started, &value);
+    let modified = checked? || forward.is_none();
     record(host, ctx, 200, Outcome::Completed, None);
     match forward {
         Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),
         _ => Ok(Response::json(200, &value)),
     }
+}
+
+/// Telemetry of a whole answer: the output guard's span (when one ran) and what the response
+/// says of itself.
+fn observe_output<H: Host>(host: &H, ctx: &mut RequestContext, guarded: bool, started: u64, body: &Value) {
+    let Some(trace) = ctx.trace.as_mut() else { return };
+    if guarded {
+        trace.phase(host, "gateway.guard.output", started, crate::telemetry::guard_attrs(ctx.guard.as_ref()));
+    }
+    trace.note_response(body);
 }
 
 /// A whole OpenAI-format body as the gateway forwards it.

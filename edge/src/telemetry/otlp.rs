@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use super::span::{Measure, MetricPoint, Span};
-use super::{AttrValue, Attrs, Trace};
+use super::trace::{AttrValue, Attrs, Trace};
 
 /// The resource every export describes: this gateway.
 pub struct Resource<'a> {

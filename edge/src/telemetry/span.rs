@@ -10,7 +10,7 @@ use std::cell::OnceCell;
 use policy::guard::PiiScanner;
 use serde_json::json;
 
-use super::{AttrValue, Attrs, Message, Trace};
+use super::trace::{AttrValue, Attrs, Message, Trace};
 use crate::event::{CacheStatus, Outcome, UsageEvent};
 
 /// SERVER, CLIENT, INTERNAL as OTLP numbers them.

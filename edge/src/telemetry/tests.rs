@@ -4,6 +4,8 @@ use serde_json::Value;
 
 use super::span::{metrics, spans, SpanKind};
 use super::*;
+use crate::config::Telemetry;
+use crate::openai::ChatRequest;
 use crate::event::{CacheStatus, CacheSummary, Outcome};
 use crate::openai::Usage;
 

@@ -327,3 +327,40 @@ fn the_telemetry_section_is_validated_with_paths() {
     let err = edge::Config::parse(&config(Some(private))).unwrap_err().to_string();
     assert!(err.contains("telemetry.otlp.endpoint"), "the outbound policy applies to the collector: {err}");
 }
+
+#[test]
+fn a_stream_reports_its_time_to_first_chunk_and_captured_completion() {
+    let sse = concat!(
+        "data: {\"id\":\"chatcmpl-s1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi bob@example.com\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"chatcmpl-s1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"chatcmpl-s1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let host = MemoryHost::new()
+        .with_config(&config(Some(telemetry())))
+        .with_secret("UP_KEY", PROVIDER_SECRET)
+        .with_secret("OTLP_TOKEN", OTLP_TOKEN)
+        .with_upstream(move |request| {
+            if request.url.starts_with("https://collector.test") {
+                return Scripted::Respond(OutboundResponse { status: 200, headers: Vec::new(), body: Body::Bytes(b"{}".to_vec()) });
+            }
+            Scripted::Respond(OutboundResponse {
+                status: 200,
+                headers: vec![("content-type".into(), "text/event-stream".into())],
+                body: Body::Bytes(sse.as_bytes().to_vec()),
+            })
+        });
+    let mut request = chat(OTHER_KEY, "gpt", "hello", None);
+    request.body = Body::Bytes(json!({ "model": "gpt", "stream": true, "messages": [{ "role": "user", "content": "hello" }] }).to_string().into_bytes());
+    let (status, _, requests) = run(&host, request);
+    assert_eq!(status, 200);
+    let metrics = posted(&requests, "/v1/metrics")[0].json();
+    let names: Vec<&str> = metrics["resourceMetrics"][0]["scopeMetrics"][0]["metrics"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"gen_ai.client.operation.time_to_first_chunk"), "{names:?}");
+    let server = spans(&posted(&requests, "/v1/traces")[0].json()).into_iter().find(|s| s["kind"] == 2).unwrap();
+    assert_eq!(attr(&server, "gateway.stream").unwrap()["boolValue"], true);
+    assert_eq!(attr(&server, "gen_ai.response.id").unwrap()["stringValue"], "chatcmpl-s1");
+    assert_eq!(attr(&server, "gen_ai.response.finish_reasons").unwrap()["arrayValue"]["values"][0]["stringValue"], "stop");
+    let output = attr(&server, "gen_ai.output.messages").unwrap()["stringValue"].as_str().unwrap().to_string();
+    assert!(output.contains("Hi [EMAIL]") && !output.contains("bob@"), "{output}");
+}

@@ -75,6 +75,20 @@ pub async fn respond_chat<H: Host>(
             Body::Bytes(b) => Box::pin(futures::stream::iter([Ok(b)])) as ByteStream,
             Body::Empty => Box::pin(futures::stream::empty()) as ByteStream,
         };
+        // Telemetry: when the first chunk arrived; the whole answer when its content is captured.
+        let first_chunk = std::rc::Rc::new(std::cell::Cell::new(None));
+        let body = match ctx.trace.is_some() {
+            true => {
+                let (seen, clock) = (first_chunk.clone(), host.clone());
+                Box::pin(futures::StreamExt::inspect(body, move |_| {
+                    if seen.get().is_none() {
+                        seen.set(Some(clock.now_ms()));
+                    }
+                })) as ByteStream
+            }
+            false => body,
+        };
+        let capture = ctx.trace.as_ref().is_some_and(|t| t.capture_content && t.sampled);
         let plan = StreamPlan {
             provider: route.provider.clone(),
             strip_usage,
@@ -90,7 +104,7 @@ pub async fn respond_chat<H: Host>(
                 ))),
             },
             count_delivered: !reservation.is_empty(),
-            record_answer: fill.is_some(),
+            record_answer: fill.is_some() || capture,
         };
         let mut finished = ctx.clone();
         let event_host = host.clone();
@@ -107,8 +121,11 @@ pub async fn respond_chat<H: Host>(
                     trace.phase(&event_host, "gateway.guard.output", head, crate::telemetry::guard_attrs(finished.guard.as_ref()));
                 }
             }
-            if let (Some(trace), Some(answer)) = (finished.trace.as_mut(), &end.answer) {
-                trace.note_response(answer);
+            if let Some(trace) = finished.trace.as_mut() {
+                trace.first_chunk_ms = first_chunk.get().map(|at: u64| at.saturating_sub(finished.started_ms));
+                if let Some(answer) = &end.answer {
+                    trace.note_response(answer);
+                }
             }
             // Charge what the provider reported. Without it, a client that left is charged what
             // it was sent; a stream that failed, its reservation.

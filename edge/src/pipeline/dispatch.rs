@@ -92,7 +92,7 @@ pub async fn call_provider<H: Host>(
     };
     let start_ms = host.now_ms();
     let mut server = None;
-    let result = attempt(config, route, host, ctx, streams, build, Some((headers, &mut server))).await;
+    let result = attempt(config, route, host, ctx, streams, build, Some(Propagate { headers, server: &mut server })).await;
     let kind = config.providers.get(&route.provider).expect("validated: every model names a configured provider");
     let system = crate::telemetry::provider_system(kind, &route.provider);
     let status = match &result {
@@ -117,6 +117,12 @@ pub async fn call_provider<H: Host>(
     result
 }
 
+/// The trace context an attempt's HTTP call carries, and where it notes the upstream's address.
+struct Propagate<'a> {
+    headers: Vec<(String, String)>,
+    server: &'a mut Option<(String, u16)>,
+}
+
 /// One call of [`call_provider`]; `propagate` gives the trace headers to add to an HTTP call
 /// and receives the upstream's host and port.
 async fn attempt<H: Host>(
@@ -126,7 +132,7 @@ async fn attempt<H: Host>(
     ctx: &mut RequestContext,
     streams: bool,
     build: impl FnOnce(&ProviderContext<'_>) -> Result<Dispatch, GatewayError>,
-    propagate: Option<(Vec<(String, String)>, &mut Option<(String, u16)>)>,
+    propagate: Option<Propagate<'_>>,
 ) -> Result<Accepted, GatewayError> {
     let read = RefCell::new(Vec::new());
     let secret = |name: &str| {
@@ -139,7 +145,7 @@ async fn attempt<H: Host>(
     let mut scrub = Scrub::new(read.take());
     if let Dispatch::Upstream(request) = &mut dispatch {
         scrub = scrub.with_request(request);
-        if let Some((headers, server)) = propagate {
+        if let Some(Propagate { headers, server }) = propagate {
             *server = crate::telemetry::server_of(&request.url);
             request.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("traceparent") && !name.eq_ignore_ascii_case("tracestate"));
             request.headers.extend(headers);

@@ -10,8 +10,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use edge::config::Telemetry;
-use edge::event::{CacheStatus, CacheSummary, Outcome, UsageEvent};
-use edge::openai::Usage;
 use edge::telemetry::{build, AttrValue, Attempt, Phase, Trace};
 
 fn main() {
@@ -61,33 +59,12 @@ fn main() {
         input_messages: None,
         output_messages: None,
     };
-    let event = UsageEvent {
-        request_id: "req_0123456789abcdef".into(),
-        operation: "chat.completions",
-        consumer: Some("web".into()),
-        issuer: None,
-        tenant: Some("acme".into()),
-        tier: None,
-        model: Some("smart".into()),
-        provider: Some("openai".into()),
-        upstream_model: Some("gpt-4o".into()),
-        stream: true,
-        status: 200,
-        outcome: Outcome::Completed,
-        error: None,
-        error_detail: None,
-        usage: Some(Usage { input_tokens: 812, output_tokens: 240, total_tokens: 1052, cached_input_tokens: 512, cache_write_tokens: 0, reasoning_tokens: 0 }),
-        provider_usage: None,
-        quota: None,
-        route: None,
-        latency_ms: 300,
-        duration_ms: 1_200,
-        country: Some("DE".into()),
-        colo: Some("FRA".into()),
-        guard: None,
-        cache: Some(CacheSummary { status: CacheStatus::Miss, age_s: None, saved: None }),
-        metadata: Default::default(),
-    };
+    let mut event = edge::testing::sample_usage_event();
+    event.stream = true;
+    event.duration_ms = 1_200;
+    if let Some(usage) = event.usage.as_mut() {
+        (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens) = (812, 240, 512);
+    }
     let mut bytes = 0;
     for _ in 0..1_000 {
         bytes = build(&trace, &event, 1_700_000_001_200, true).iter().map(|(_, b)| b.len()).sum::<usize>();

@@ -20,14 +20,7 @@ const DELTA: u8 = 1;
 
 /// `POST /v1/traces` body with the spans of one trace.
 pub fn traces_body(resource: &Resource<'_>, trace: &Trace, spans: &[Span]) -> String {
-    let mut out = String::with_capacity(2048);
-    out.push_str(r#"{"resourceSpans":[{"resource":"#);
-    resource_json(resource, &mut out);
-    out.push_str(r#","scopeSpans":[{"scope":{"name":""#);
-    out.push_str(SCOPE);
-    out.push_str(r#"","version":""#);
-    out.push_str(VERSION);
-    out.push_str(r#""},"spans":["#);
+    let mut out = envelope(resource, "Spans", "spans");
     for (i, span) in spans.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -67,14 +60,7 @@ pub fn traces_body(resource: &Resource<'_>, trace: &Trace, spans: &[Span]) -> St
 /// `POST /v1/metrics` body: one metric per point (a request has at most one point per metric
 /// and attribute set).
 pub fn metrics_body(resource: &Resource<'_>, points: &[MetricPoint]) -> String {
-    let mut out = String::with_capacity(4096);
-    out.push_str(r#"{"resourceMetrics":[{"resource":"#);
-    resource_json(resource, &mut out);
-    out.push_str(r#","scopeMetrics":[{"scope":{"name":""#);
-    out.push_str(SCOPE);
-    out.push_str(r#"","version":""#);
-    out.push_str(VERSION);
-    out.push_str(r#""},"metrics":["#);
+    let mut out = envelope(resource, "Metrics", "metrics");
     for (i, point) in points.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -111,6 +97,16 @@ pub fn metrics_body(resource: &Resource<'_>, points: &[MetricPoint]) -> String {
         out.push_str("}]}}");
     }
     out.push_str("]}]}]}");
+    out
+}
+
+/// The opening of an export body up to its list of `items`: `{"resource{signal}":[{"resource":
+/// ..., "scope{signal}":[{"scope": ..., "{items}":[` (closed by `]}]}]}`).
+fn envelope(resource: &Resource<'_>, signal: &str, items: &str) -> String {
+    let mut out = String::with_capacity(4096);
+    let _ = write!(out, r#"{{"resource{signal}":[{{"resource":"#);
+    resource_json(resource, &mut out);
+    let _ = write!(out, r#","scope{signal}":[{{"scope":{{"name":"{SCOPE}","version":"{VERSION}"}},"{items}":["#);
     out
 }
 

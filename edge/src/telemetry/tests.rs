@@ -6,8 +6,7 @@ use super::span::{metrics, spans, SpanKind};
 use super::*;
 use crate::config::Telemetry;
 use crate::openai::ChatRequest;
-use crate::event::{CacheStatus, CacheSummary, Outcome};
-use crate::openai::Usage;
+use crate::event::Outcome;
 
 fn settings() -> Rc<Telemetry> {
     Rc::new(Telemetry {
@@ -50,33 +49,7 @@ fn trace() -> Trace {
 }
 
 fn event() -> UsageEvent {
-    UsageEvent {
-        request_id: "req_1".into(),
-        operation: "chat.completions",
-        consumer: Some("web".into()),
-        issuer: None,
-        tenant: Some("acme".into()),
-        tier: None,
-        model: Some("smart".into()),
-        provider: Some("backup".into()),
-        upstream_model: Some("claude".into()),
-        stream: false,
-        status: 200,
-        outcome: Outcome::Completed,
-        error: None,
-        error_detail: None,
-        usage: Some(Usage { input_tokens: 12, output_tokens: 5, total_tokens: 17, cached_input_tokens: 4, cache_write_tokens: 0, reasoning_tokens: 0 }),
-        provider_usage: None,
-        quota: None,
-        route: None,
-        latency_ms: 300,
-        duration_ms: 400,
-        country: None,
-        colo: None,
-        guard: None,
-        cache: Some(CacheSummary { status: CacheStatus::Miss, age_s: None, saved: None }),
-        metadata: Default::default(),
-    }
+    crate::testing::sample_usage_event()
 }
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> Option<&'a Value> {

@@ -454,3 +454,46 @@ export async function startWithUpstream({ limits = {}, configure } = {}) {
     },
   };
 }
+
+/**
+ * A local OpenTelemetry collector stand-in: an OTLP/HTTP JSON receiver on 127.0.0.1 that keeps
+ * every POST to `/v1/traces` and `/v1/metrics` (`{ path, headers, body }`) and answers 200.
+ * `await otlp.waitFor("/v1/traces", (body) => ...)` resolves with the first matching body
+ * (polling, up to `timeoutMs`): the gateway exports in the background after the response.
+ */
+export async function startOtlpReceiver() {
+  const received = [];
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      let body = null;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        /* kept as null: a test asserting on it fails */
+      }
+      received.push({ method: req.method, path: req.url, headers: { ...req.headers }, body, raw: Buffer.concat(chunks).toString("utf8") });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    received,
+    async waitFor(path, predicate = () => true, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const hit = received.find((r) => r.path === path && r.body && predicate(r.body, r));
+        if (hit) return hit;
+        if (Date.now() > deadline) throw new Error(`no ${path} export matched within ${timeoutMs} ms (got ${received.length} posts)`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    close() {
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

@@ -16,7 +16,7 @@ use crate::pipeline::endpoint::Endpoint;
 use crate::pipeline::record::record;
 
 /// The response headers a browser may read under CORS.
-const EXPOSED_HEADERS: &str = "x-request-id, x-gateway-cache, x-gateway-cache-similarity, age, x-gateway-provider, x-gateway-model, x-gateway-route, x-gateway-target, x-gateway-region, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens";
+const EXPOSED_HEADERS: &str = "x-request-id, x-gateway-trace-id, x-gateway-cache, x-gateway-cache-similarity, age, x-gateway-provider, x-gateway-model, x-gateway-route, x-gateway-target, x-gateway-region, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens";
 
 /// The gateway core. Create one per isolate/instance and call [`Gateway::handle`] per request.
 #[derive(Default)]
@@ -67,6 +67,9 @@ impl Gateway {
                 }
             }
         };
+        if let Some(trace) = &ctx.trace {
+            response.headers.push(("x-gateway-trace-id".into(), trace.trace_id_hex()));
+        }
         response.headers.push(("x-request-id".into(), ctx.request_id));
         if let (Some(origin), Some(config)) = (origin, self.state.config.cached()) {
             if let Some(cors) = &config.cors {

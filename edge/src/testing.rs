@@ -462,6 +462,39 @@ pub async fn collect_body(body: Body) -> Vec<u8> {
     }
 }
 
+/// A finished, routed-looking chat request's usage event (consumer `web` of tenant `acme`, model
+/// `smart` served by `backup`'s `claude`, 12 + 5 tokens, 4 of them cache reads), for tests and
+/// benchmarks of what is built from events.
+pub fn sample_usage_event() -> UsageEvent {
+    UsageEvent {
+        request_id: "req_1".into(),
+        operation: "chat.completions",
+        consumer: Some("web".into()),
+        issuer: None,
+        tenant: Some("acme".into()),
+        tier: None,
+        model: Some("smart".into()),
+        provider: Some("backup".into()),
+        upstream_model: Some("claude".into()),
+        stream: false,
+        status: 200,
+        outcome: crate::event::Outcome::Completed,
+        error: None,
+        error_detail: None,
+        usage: Some(crate::openai::Usage { input_tokens: 12, output_tokens: 5, total_tokens: 17, cached_input_tokens: 4, cache_write_tokens: 0, reasoning_tokens: 0 }),
+        provider_usage: None,
+        quota: None,
+        route: None,
+        latency_ms: 300,
+        duration_ms: 400,
+        country: None,
+        colo: None,
+        guard: None,
+        cache: Some(crate::event::CacheSummary::of(crate::event::CacheStatus::Miss)),
+        metadata: Default::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ mod providers;
 mod quota;
 mod routing;
 mod stats;
+mod telemetry;
 
 use std::collections::BTreeMap;
 
@@ -50,6 +51,7 @@ pub use providers::{
 pub use quota::{LimitGroup, Quota};
 pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
 pub use stats::{StatsSettings, MAX_STATS_SHARDS};
+pub use telemetry::Telemetry;
 
 use admin::RawAdmin;
 use cors::RawCors;
@@ -62,6 +64,7 @@ use providers::RawProvider;
 use quota::{RawBudget, RawPrice, RawQuota, RawRateLimit};
 use routing::{RawCarbonFeed, RawResidency};
 use stats::RawStats;
+use telemetry::RawTelemetry;
 
 /// Phase one: the document as written (each section's raw type is in the section's file).
 #[derive(Debug, Deserialize)]
@@ -104,6 +107,9 @@ struct RawConfig {
     /// The usage rollups behind `/admin/stats` and `/admin/metrics`.
     #[serde(default)]
     stats: RawStats,
+    /// OpenTelemetry export over OTLP/HTTP JSON (docs/observability.md).
+    #[serde(default)]
+    telemetry: Option<RawTelemetry>,
 }
 
 /// A validated configuration. Construct it with [`Config::parse`].
@@ -137,6 +143,8 @@ pub struct Config {
     pub cache: CacheRules,
     /// The usage rollups (`stats` section).
     pub stats: StatsSettings,
+    /// Traces and metrics exported to an OpenTelemetry collector, when configured.
+    pub telemetry: Option<std::rc::Rc<Telemetry>>,
 }
 
 /// Which document is being validated, and so whose outbound policy applies.
@@ -247,6 +255,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
     let tenants = identity::validate_tenants(raw.tenants, &consumer_tenants, &models, &mut issue);
     let admin = admin::validate_admin(raw.admin, &keys, &mut issue);
     let stats = stats::validate_stats(raw.stats, &mut issue);
+    let telemetry = telemetry::validate_telemetry(raw.telemetry, &|c| access.contains_key(c), &|m| models.contains_key(m), &mut issue);
     let webhooks = quota::webhook_urls(&raw.budgets);
     let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
     let network = match provenance {
@@ -269,6 +278,10 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
             outbound.other_secrets.push(("carbon_feed.token_secret".into(), &feed.token_secret, "the carbon feed's token"));
         }
         outbound.urls.extend(webhooks.iter().map(|(path, url)| (path.clone(), url.as_str())));
+        if let Some(telemetry) = &telemetry {
+            outbound.urls.push(("telemetry.otlp.endpoint".into(), &telemetry.endpoint));
+            outbound.other_secrets.extend(telemetry.headers.iter().map(|(h, name)| (format!("telemetry.otlp.headers.{h}.secret"), name.as_str(), "an OTLP collector header")));
+        }
         if let Some(name) = &quota.webhook_secret {
             outbound.other_secrets.push(("quota.webhook_secret".into(), name, "the webhook signing key"));
         }
@@ -278,7 +291,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
         issues = outbound_issues;
     }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats, telemetry: telemetry.map(std::rc::Rc::new) })
     } else {
         Err(ConfigErrors(issues))
     }

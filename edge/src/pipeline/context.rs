@@ -85,6 +85,8 @@ pub struct RequestContext {
     pub error_detail: Option<String>,
     /// The configuration in force once it was read (the record phase reads `stats` from it).
     pub config: Option<std::rc::Rc<crate::config::Config>>,
+    /// The request's OpenTelemetry trace, when `telemetry` is configured (docs/observability.md).
+    pub trace: Option<Box<crate::telemetry::Trace>>,
 }
 
 impl RequestContext {
@@ -112,6 +114,7 @@ impl RequestContext {
             latency_ms: None,
             error_detail: None,
             config: None,
+            trace: None,
         }
     }
 

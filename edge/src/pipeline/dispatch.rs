@@ -74,7 +74,8 @@ pub async fn dispatch_chat<'c, H: Host>(
 
 /// Have the provider build its call, send it within the provider's timeout, check the status
 /// and (unless the call `streams`) read and check the whole body. The credentials the call read
-/// and sent make its [`Scrub`].
+/// and sent make its [`Scrub`]. With telemetry on, the call carries a `traceparent` whose parent
+/// is this attempt's span, and the attempt is recorded in the trace.
 pub async fn call_provider<H: Host>(
     config: &Config,
     route: &ModelRoute,
@@ -83,6 +84,56 @@ pub async fn call_provider<H: Host>(
     streams: bool,
     build: impl FnOnce(&ProviderContext<'_>) -> Result<Dispatch, GatewayError>,
 ) -> Result<Accepted, GatewayError> {
+    let Some((span_id, headers)) = ctx.trace.as_ref().map(|trace| {
+        let span_id = crate::telemetry::span_id(host);
+        (span_id, trace.propagation(span_id))
+    }) else {
+        return attempt(config, route, host, ctx, streams, build, None).await;
+    };
+    let start_ms = host.now_ms();
+    let mut server = None;
+    let result = attempt(config, route, host, ctx, streams, build, Some(Propagate { headers, server: &mut server })).await;
+    let kind = config.providers.get(&route.provider).expect("validated: every model names a configured provider");
+    let system = crate::telemetry::provider_system(kind, &route.provider);
+    let status = match &result {
+        Ok(accepted) => Some(accepted.upstream.status),
+        Err(GatewayError::UpstreamStatus { status, .. }) => Some(*status),
+        Err(_) => None,
+    };
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.system = Some(system.clone());
+        trace.attempts.push(crate::telemetry::Attempt {
+            span_id,
+            start_ms,
+            end_ms: host.now_ms(),
+            provider: route.provider.clone(),
+            system,
+            model: route.upstream_model.clone(),
+            server,
+            status,
+            error: result.as_ref().err().map(GatewayError::label),
+        });
+    }
+    result
+}
+
+/// The trace context an attempt's HTTP call carries, and where it notes the upstream's address.
+struct Propagate<'a> {
+    headers: Vec<(String, String)>,
+    server: &'a mut Option<(String, u16)>,
+}
+
+/// One call of [`call_provider`]; `propagate` gives the trace headers to add to an HTTP call
+/// and receives the upstream's host and port.
+async fn attempt<H: Host>(
+    config: &Config,
+    route: &ModelRoute,
+    host: &H,
+    ctx: &mut RequestContext,
+    streams: bool,
+    build: impl FnOnce(&ProviderContext<'_>) -> Result<Dispatch, GatewayError>,
+    propagate: Option<Propagate<'_>>,
+) -> Result<Accepted, GatewayError> {
     let read = RefCell::new(Vec::new());
     let secret = |name: &str| {
         let value = host.secret(name);
@@ -90,10 +141,15 @@ pub async fn call_provider<H: Host>(
         value
     };
     let call = ProviderContext { provider_name: &route.provider, now_ms: host.now_ms(), secret: &secret };
-    let dispatch = build(&call)?;
+    let mut dispatch = build(&call)?;
     let mut scrub = Scrub::new(read.take());
-    if let Dispatch::Upstream(request) = &dispatch {
+    if let Dispatch::Upstream(request) = &mut dispatch {
         scrub = scrub.with_request(request);
+        if let Some(Propagate { headers, server }) = propagate {
+            *server = crate::telemetry::server_of(&request.url);
+            request.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("traceparent") && !name.eq_ignore_ascii_case("tracestate"));
+            request.headers.extend(headers);
+        }
     }
     let timeout_ms = config.timeout_for(&route.provider);
     let deadline = host.now_ms() + timeout_ms;

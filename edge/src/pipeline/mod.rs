@@ -61,6 +61,9 @@ pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ct
     }
     let config = state.config.current(host).await?;
     ctx.config = Some(config.clone());
+    if endpoint != Endpoint::ListModels && !matches!(endpoint, Endpoint::GetModel(_)) {
+        ctx.trace = crate::telemetry::start(&config, &ctx.headers, host);
+    }
     ctx.caller = authenticate(state, &config, &request, host).await?;
     ctx.metadata = config.metadata_for(ctx.caller.api_consumer(), ctx.caller.tenant.as_deref());
     let limit = config.limits.max_body_bytes;
@@ -108,9 +111,21 @@ async fn chat<H: Host>(
     }
     ctx.stream = request.is_stream();
     let strip_usage = !request.wants_stream_usage();
-    let guard = guard_input(state, config, ctx, route, &mut request, host).await?;
+    note_route(ctx, route, provider);
+    let started = host.now_ms();
+    let guard = guard_input(state, config, ctx, route, &mut request, host).await;
+    if let (Some(trace), Ok(Some(_)) | Err(_)) = (ctx.trace.as_mut(), &guard) {
+        trace.phase(host, "gateway.guard.input", started, crate::telemetry::guard_attrs(ctx.guard.as_ref()));
+    }
+    let guard = guard?;
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.note_request(&request);
+    }
     let profile = guard.as_ref().map(|g| g.profile.name.clone());
-    let fill = match cache::lookup_chat(state, config, ctx, route, &request, profile.as_deref(), host).await? {
+    let started = host.now_ms();
+    let lookup = cache::lookup_chat(state, config, ctx, route, &request, profile.as_deref(), host).await;
+    note_lookup(ctx, host, started);
+    let fill = match lookup? {
         cache::Lookup::Hit(entry) => {
             let reservation = limit::reserve_request_only(config, ctx, route, host).await?;
             let call = cache::replayed(&entry, route, provider, ctx, ctx.stream, host.now_ms());
@@ -146,7 +161,11 @@ async fn embeddings<H: Host>(
     ctx: &mut RequestContext,
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Embeddings, "embeddings")?;
-    let fill = match cache::lookup_embeddings(state, config, ctx, route, &request, host).await? {
+    note_route(ctx, route, provider);
+    let started = host.now_ms();
+    let lookup = cache::lookup_embeddings(state, config, ctx, route, &request, host).await;
+    note_lookup(ctx, host, started);
+    let fill = match lookup? {
         cache::Lookup::Hit(entry) => {
             let translated = provider::Translated { body: entry.body, usage: entry.usage, raw_usage: None };
             return whole_response(host, translated, None, ctx, None).map(|r| cache::tag(tag(r, route), ctx));
@@ -161,4 +180,21 @@ async fn embeddings<H: Host>(
         fill.store(host, ctx, EntryKind::Embeddings, body, usage);
     }
     Ok(cache::tag(tag(response, route), ctx))
+}
+
+/// Telemetry: the provider about to serve, and whether this caller's content is captured.
+fn note_route(ctx: &mut RequestContext, route: &crate::config::ModelRoute, provider: &ProviderConfig) {
+    let consumer = ctx.caller.api_consumer().map(str::to_string);
+    if let Some(trace) = ctx.trace.as_mut() {
+        trace.system = Some(crate::telemetry::provider_system(provider, &route.provider));
+        trace.capture_content = trace.settings.captures_content(consumer.as_deref(), Some(&route.name));
+    }
+}
+
+/// Telemetry: the cache lookup's span, when a cache applied.
+fn note_lookup<H: Host>(ctx: &mut RequestContext, host: &H, started: u64) {
+    let status = ctx.cache.as_ref().map(|c| c.status.header_value());
+    if let (Some(trace), Some(status)) = (ctx.trace.as_mut(), status) {
+        trace.phase(host, "gateway.cache.lookup", started, vec![("gateway.cache.status", status.into())]);
+    }
 }

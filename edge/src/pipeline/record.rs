@@ -50,12 +50,15 @@ impl RequestContext {
     }
 }
 
-/// Emit the request's usage event now.
+/// Emit the request's usage event now, and hand its telemetry export to the background.
 pub fn record<H: Host>(host: &H, ctx: &RequestContext, status: u16, outcome: Outcome, error: Option<&'static str>) {
-    let duration = host.now_ms().saturating_sub(ctx.started_ms);
-    let event = ctx.event(status, outcome, error, duration);
+    let now = host.now_ms();
+    let event = ctx.event(status, outcome, error, now.saturating_sub(ctx.started_ms));
     host.emit(&event);
     if let Some(config) = &ctx.config {
         crate::rollups::record(host, config, &event);
+    }
+    if let Some(trace) = &ctx.trace {
+        crate::telemetry::export(host, trace, event, now);
     }
 }

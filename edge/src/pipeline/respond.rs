@@ -72,6 +72,20 @@ pub async fn respond_chat<H: Host>(
             Body::Bytes(b) => Box::pin(futures::stream::iter([Ok(b)])) as ByteStream,
             Body::Empty => Box::pin(futures::stream::empty()) as ByteStream,
         };
+        // Telemetry: when the first chunk arrived; the whole answer when its content is captured.
+        let first_chunk = std::rc::Rc::new(std::cell::Cell::new(None));
+        let body = match ctx.trace.is_some() {
+            true => {
+                let (seen, clock) = (first_chunk.clone(), host.clone());
+                Box::pin(futures::StreamExt::inspect(body, move |_| {
+                    if seen.get().is_none() {
+                        seen.set(Some(clock.now_ms()));
+                    }
+                })) as ByteStream
+            }
+            false => body,
+        };
+        let capture = ctx.trace.as_ref().is_some_and(|t| t.capture_content && t.sampled);
         let plan = StreamPlan {
             provider: route.provider.clone(),
             strip_usage,
@@ -87,7 +101,7 @@ pub async fn respond_chat<H: Host>(
                 ))),
             },
             count_delivered: !reservation.is_empty(),
-            record_answer: fill.is_some(),
+            record_answer: fill.is_some() || capture,
         };
         let mut finished = ctx.clone();
         let event_host = host.clone();
@@ -98,6 +112,17 @@ pub async fn respond_chat<H: Host>(
             finished.provider_usage = end.raw_usage;
             if end.guard.is_some() {
                 finished.guard = end.guard;
+                if let Some(trace) = finished.trace.as_mut() {
+                    // The stream was guarded from its head to its end.
+                    let head = finished.started_ms + finished.latency_ms.unwrap_or(0);
+                    trace.phase(&event_host, "gateway.guard.output", head, crate::telemetry::guard_attrs(finished.guard.as_ref()));
+                }
+            }
+            if let Some(trace) = finished.trace.as_mut() {
+                trace.first_chunk_ms = first_chunk.get().map(|at: u64| at.saturating_sub(finished.started_ms));
+                if let Some(answer) = &end.answer {
+                    trace.note_response(answer);
+                }
             }
             // Charge what the provider reported. Without it, a client that left is charged what
             // it was sent; a stream that failed, its reservation.
@@ -163,7 +188,10 @@ pub async fn respond_chat<H: Host>(
         ClientApi::OpenAi => whole_response(host, translated, forward, ctx, guard.as_mut()),
         ClientApi::Anthropic(meta) => {
             let mut translated = translated;
-            guard_output(ctx, guard.as_mut(), &mut translated.body)?;
+            let started = host.now_ms();
+            let checked = guard_output(ctx, guard.as_mut(), &mut translated.body);
+            observe_output(host, ctx, guard.is_some(), started, &translated.body);
+            checked?;
             let message = crate::messages::to_anthropic_message(&translated.body, &meta.model, usage);
             whole_response(host, Translated { body: message, ..translated }, None, ctx, None)
         }
@@ -191,12 +219,25 @@ pub fn whole_response<H: Host>(
     ctx.usage = translated.usage;
     ctx.provider_usage = translated.raw_usage;
     let mut value = translated.body;
-    let modified = guard_output(ctx, guard, &mut value)? || forward.is_none();
+    let (started, guarded) = (host.now_ms(), guard.is_some());
+    let checked = guard_output(ctx, guard, &mut value);
+    observe_output(host, ctx, guarded, started, &value);
+    let modified = checked? || forward.is_none();
     record(host, ctx, 200, Outcome::Completed, None);
     match forward {
         Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),
         _ => Ok(Response::json(200, &value)),
     }
+}
+
+/// Telemetry of a whole answer: the output guard's span (when one ran) and what the response
+/// says of itself.
+fn observe_output<H: Host>(host: &H, ctx: &mut RequestContext, guarded: bool, started: u64, body: &serde_json::Value) {
+    let Some(trace) = ctx.trace.as_mut() else { return };
+    if guarded {
+        trace.phase(host, "gateway.guard.output", started, crate::telemetry::guard_attrs(ctx.guard.as_ref()));
+    }
+    trace.note_response(body);
 }
 
 /// Say which provider and upstream model answered.

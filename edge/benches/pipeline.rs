@@ -68,7 +68,8 @@ fn main() {
     let host = MemoryHost::new().with_config(&config).with_secret("UP_KEY", "sk-up").with_upstream(move |req| {
         let is_stream = req.body.windows(13).any(|w| w == b"\"stream\":true");
         if is_stream {
-            let chunks = stream.clone();
+            // `"user":"one_read"`: the same 100 chunks arrive in one upstream read.
+            let chunks = if req.body.windows(10).any(|w| w == b"\"one_read\"") { vec![stream.concat()] } else { stream.clone() };
             Scripted::Respond(OutboundResponse {
                 status: 200,
                 headers: vec![("content-type".into(), "text/event-stream".into())],
@@ -89,6 +90,10 @@ fn main() {
         Case { name: "mock_chat_stream", body: format!(r#"{{"model":"mock","messages":{messages},"stream":true}}"#) },
         Case { name: "openai_passthrough", body: format!(r#"{{"model":"gpt","messages":{messages},"temperature":0.3}}"#) },
         Case { name: "openai_passthrough_stream_100_chunks", body: format!(r#"{{"model":"gpt","messages":{messages},"stream":true}}"#) },
+        Case {
+            name: "openai_passthrough_stream_100_chunks_one_read",
+            body: format!(r#"{{"model":"gpt","messages":{messages},"stream":true,"user":"one_read"}}"#),
+        },
         Case { name: "error_invalid_json", body: "{oops".to_string() },
     ];
 

@@ -68,32 +68,41 @@ impl SseDecoder {
     }
 
     /// Feed bytes; returns the events completed by them (and before an oversized event).
+    ///
+    /// Scans for line endings run by run: a line that arrives whole is read from `bytes`
+    /// directly, only a line split across pushes is held in the decoder.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         let mut events = Vec::new();
-        for &b in bytes {
-            if self.overflowed {
-                break;
-            }
+        let mut rest = bytes;
+        while !rest.is_empty() && !self.overflowed {
             if self.after_cr {
                 self.after_cr = false;
-                if b == b'\n' {
+                if rest[0] == b'\n' {
+                    rest = &rest[1..];
                     continue;
                 }
             }
-            match b {
-                b'\n' => self.end_line(&mut events),
-                b'\r' => {
-                    self.after_cr = true;
-                    self.end_line(&mut events);
-                }
-                _ => {
-                    self.event_bytes += 1;
-                    if self.event_bytes > self.max_event_bytes {
-                        self.overflow_now();
-                    } else {
-                        self.line.push(b);
-                    }
-                }
+            let ending = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+            let run = &rest[..ending.unwrap_or(rest.len())];
+            self.event_bytes += run.len();
+            if self.event_bytes > self.max_event_bytes {
+                self.overflow_now();
+                break;
+            }
+            let Some(at) = ending else {
+                self.line.extend_from_slice(run);
+                break;
+            };
+            self.after_cr = rest[at] == b'\r';
+            rest = &rest[at + 1..];
+            if self.line.is_empty() {
+                self.end_line(run, &mut events);
+            } else {
+                let mut line = std::mem::take(&mut self.line);
+                line.extend_from_slice(run);
+                self.end_line(&line, &mut events);
+                line.clear();
+                self.line = line;
             }
         }
         events
@@ -113,8 +122,7 @@ impl SseDecoder {
         self.line.is_empty() && self.data.is_none() && !self.overflowed
     }
 
-    fn end_line(&mut self, events: &mut Vec<SseEvent>) {
-        let line = std::mem::take(&mut self.line);
+    fn end_line(&mut self, line: &[u8], events: &mut Vec<SseEvent>) {
         if line.is_empty() {
             self.event_bytes = 0;
             if let Some(data) = self.data.take() {
@@ -131,7 +139,7 @@ impl SseDecoder {
                 let value = &line[i + 1..];
                 (&line[..i], value.strip_prefix(b" ").unwrap_or(value))
             }
-            None => (&line[..], &[][..]),
+            None => (line, &[][..]),
         };
         let value = String::from_utf8_lossy(value);
         match field {

@@ -13,7 +13,7 @@
 //!   is dropped, which drops, and so cancels, the upstream body).
 
 use futures::future::{select, Either};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use std::collections::BTreeMap;
@@ -167,10 +167,12 @@ impl EndReport {
         }
     }
 
-    /// Count the text of an OpenAI chunk forwarded to the client as it is (its SSE data).
-    fn delivered_data(&mut self, data: &str) {
+    /// Count the text of an OpenAI chunk forwarded to the client as it is (its SSE data, given
+    /// as the text `before` and `after` a member that was cut out).
+    fn delivered_data(&mut self, before: &str, after: &str) {
         if let Some(count) = self.delivered.as_mut() {
-            if let Ok(chunk) = serde_json::from_str::<Value>(data) {
+            let parsed = if after.is_empty() { serde_json::from_str::<Value>(before) } else { serde_json::from_str(&[before, after].concat()) };
+            if let Ok(chunk) = parsed {
                 *count = count.saturating_add(crate::tokenize::chunk_output_tokens(&chunk));
             }
         }
@@ -291,14 +293,14 @@ impl Translator {
             // Most chunks carry neither usage nor an error: forward their bytes without
             // re-encoding, and remove a compact `"usage":null` textually instead of parsing.
             if !has_error && mentions_usage && self.strip_usage {
-                if let Some(stripped) = without_null_usage(&event.data) {
-                    end.delivered_data(&stripped);
-                    crate::sse::encode(event.event.as_deref(), &stripped, out);
+                if let Some((before, after)) = without_null_usage(&event.data) {
+                    end.delivered_data(before, after);
+                    encode_joined(event.event.as_deref(), before, after, out);
                     return Ok(());
                 }
             }
             if !(mentions_usage || has_error) {
-                end.delivered_data(&event.data);
+                end.delivered_data(&event.data, "");
                 crate::sse::encode(event.event.as_deref(), &event.data, out);
                 return Ok(());
             }
@@ -391,24 +393,45 @@ fn flush_unfinished(guard: &mut OutputGuard, client: &mut ClientFormat, out: &mu
     Ok(())
 }
 
-/// The chunk with a compact `"usage":null` member removed, if that is the only usage it has.
-fn without_null_usage(data: &str) -> Option<String> {
+/// The chunk with a compact `"usage":null` member removed, if that is the only usage it has:
+/// the text before and after the member.
+fn without_null_usage(data: &str) -> Option<(&str, &str)> {
     if data.matches("\"usage\"").count() != 1 {
         return None;
     }
     for member in [",\"usage\":null", "\"usage\":null,"] {
         if let Some(at) = data.find(member) {
-            let mut out = String::with_capacity(data.len());
-            out.push_str(&data[..at]);
-            out.push_str(&data[at + member.len()..]);
-            return Some(out);
+            return Some((&data[..at], &data[at + member.len()..]));
         }
     }
     None
 }
 
+/// [`crate::sse::encode`] of the data `before` + `after`, without joining them first when the
+/// data is one line (an event's data never holds a line ending unless it had several lines).
+fn encode_joined(event: Option<&str>, before: &str, after: &str, out: &mut Vec<u8>) {
+    if before.contains('\n') || after.contains('\n') {
+        crate::sse::encode(event, &[before, after].concat(), out);
+        return;
+    }
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(before.as_bytes());
+    out.extend_from_slice(after.as_bytes());
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Output size up to which upstream chunks that are already there are batched into one.
+const BATCH_BYTES: usize = 16 * 1024;
+
 struct State<H: Host> {
     upstream: Option<ByteStream>,
+    /// The upstream's next item (its end or an error), read while batching and not yet handled.
+    pending: Option<Option<crate::http::BodyChunk>>,
     translator: Translator,
     host: H,
     plan: StreamPlan,
@@ -451,6 +474,7 @@ pub fn translate_stream<H: Host>(
     }
     let state = State {
         upstream: Some(upstream),
+        pending: None,
         translator,
         host,
         plan,
@@ -459,23 +483,41 @@ pub fn translate_stream<H: Host>(
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         loop {
             let upstream = state.upstream.as_mut()?;
-            let timer = state.host.sleep(state.plan.idle_timeout_ms);
-            let next = match select(upstream.next(), Box::pin(timer)).await {
-                Either::Left((next, _)) => next,
-                Either::Right(_) => {
-                    let error = GatewayError::UpstreamTimeout {
-                        provider: state.plan.provider.clone(),
-                        after_ms: state.plan.idle_timeout_ms,
-                    };
-                    let out = state.fail(error);
-                    return Some((Ok(out), state));
+            // A chunk the upstream already holds needs no idle timer.
+            let next = match state.pending.take().or_else(|| upstream.next().now_or_never()) {
+                Some(next) => next,
+                None => {
+                    let timer = state.host.sleep(state.plan.idle_timeout_ms);
+                    match select(upstream.next(), Box::pin(timer)).await {
+                        Either::Left((next, _)) => next,
+                        Either::Right(_) => {
+                            let error = GatewayError::UpstreamTimeout {
+                                provider: state.plan.provider.clone(),
+                                after_ms: state.plan.idle_timeout_ms,
+                            };
+                            let out = state.fail(error);
+                            return Some((Ok(out), state));
+                        }
+                    }
                 }
             };
             match next {
                 Some(Ok(bytes)) => {
                     let mut out = Vec::new();
-                    let provider = state.plan.provider.clone();
-                    if let Err(error) = state.translator.push(&bytes, &mut state.end, &mut out, &provider) {
+                    let mut pushed = state.translator.push(&bytes, &mut state.end, &mut out, &state.plan.provider);
+                    // Chunks that arrived together leave as one: translate those the upstream
+                    // already holds into the same output, up to a bound.
+                    while pushed.is_ok() && out.len() < BATCH_BYTES {
+                        match state.upstream.as_mut().and_then(|u| u.next().now_or_never()) {
+                            Some(Some(Ok(bytes))) => pushed = state.translator.push(&bytes, &mut state.end, &mut out, &state.plan.provider),
+                            Some(other) => {
+                                state.pending = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if let Err(error) = pushed {
                         // A guard blocked the response: what was already checked goes out, then
                         // the error event; the upstream is cancelled.
                         out.extend(state.fail(error));
@@ -547,8 +589,9 @@ data: [DONE]\n\n";
 
     #[test]
     fn null_usage_is_removed_textually_only_when_unambiguous() {
-        assert_eq!(without_null_usage(r#"{"a":1,"usage":null}"#).as_deref(), Some(r#"{"a":1}"#));
-        assert_eq!(without_null_usage(r#"{"usage":null,"a":1}"#).as_deref(), Some(r#"{"a":1}"#));
+        let joined = |data| without_null_usage(data).map(|(before, after)| [before, after].concat());
+        assert_eq!(joined(r#"{"a":1,"usage":null}"#).as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(joined(r#"{"usage":null,"a":1}"#).as_deref(), Some(r#"{"a":1}"#));
         assert_eq!(without_null_usage(r#"{"a":1, "usage": null}"#), None, "spaced JSON takes the parsing path");
         assert_eq!(without_null_usage(r#"{"a":{"usage":null},"usage":null}"#), None, "nested usage");
         let (out, _) = translate_all(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}], \"usage\": null}\n\n", true);
@@ -563,5 +606,81 @@ data: [DONE]\n\n";
         assert!(text.contains("finish_reason"), "the chunk itself is kept");
         assert!(!text.contains("usage"));
         assert_eq!(usage.unwrap().total_tokens, 5);
+    }
+
+    #[test]
+    fn pass_through_events_keep_their_bytes_when_usage_is_stripped() {
+        let input = b"event: x\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a b\"}}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"c\"}}],\"usage\":null}\n\n\
+data: {\"usage\":null,\"choices\":[]}\n\ndata: [DONE]\n\n";
+        let (out, _) = translate_all(input, true);
+        let expected = b"event: x\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a b\"}}]}\n\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"c\"}}]}\n\n\
+data: {\"choices\":[]}\n\ndata: [DONE]\n\n";
+        assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(expected.to_vec()).unwrap());
+    }
+
+    #[test]
+    fn a_chunk_the_gateway_changes_is_re_encoded() {
+        // Real usage on a chunk with choices: parsed, usage removed, the rest re-serialised.
+        let input = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}], \"usage\": {\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n";
+        let (out, usage) = translate_all(input, true);
+        assert_eq!(String::from_utf8(out).unwrap(), "data: {\"choices\":[{\"delta\":{\"content\":\"x\"},\"index\":0}]}\n\n");
+        assert_eq!(usage.unwrap().total_tokens, 2);
+    }
+
+    #[test]
+    fn joined_encoding_matches_encoding_the_joined_data() {
+        for (event, before, after) in [(None, "{\"a\":1", "}"), (Some("e"), "{\"a\":", "2}"), (None, "{\"a\":\n1", "}"), (Some("e"), "x", "")] {
+            let (mut joined, mut plain) = (Vec::new(), Vec::new());
+            encode_joined(event, before, after, &mut joined);
+            crate::sse::encode(event, &[before, after].concat(), &mut plain);
+            assert_eq!(joined, plain, "{before}|{after}");
+        }
+    }
+
+    fn openai_plan() -> StreamPlan {
+        StreamPlan {
+            provider: "p".into(),
+            strip_usage: false,
+            idle_timeout_ms: 1000,
+            decoder: None,
+            client: ClientFormat::OpenAi,
+            count_delivered: false,
+            max_event_bytes: crate::sse::DEFAULT_MAX_EVENT_BYTES,
+            scrub: Scrub::default(),
+            record_answer: false,
+        }
+    }
+
+    #[test]
+    fn chunks_that_arrived_together_leave_as_one_and_the_end_still_completes() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let host = crate::testing::MemoryHost::new();
+        let pieces: Vec<&[u8]> = vec![&WITH_USAGE[..40], &WITH_USAGE[40..100], &WITH_USAGE[100..]];
+        let upstream: ByteStream = Box::pin(futures::stream::iter(pieces.into_iter().map(|p| Ok(p.to_vec()))));
+        let plan = openai_plan();
+        let ended = Rc::new(RefCell::new(None));
+        let seen = ended.clone();
+        let stream = translate_stream(upstream, host, plan, None, move |end| *seen.borrow_mut() = Some((end.outcome, end.usage)));
+        let outputs: Vec<Vec<u8>> = futures::executor::block_on(stream.map(Result::unwrap).collect());
+        assert_eq!(outputs, vec![WITH_USAGE.to_vec()], "one output for the three ready reads, bytes unchanged");
+        let (outcome, usage) = ended.borrow_mut().take().expect("reported");
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(usage.unwrap().total_tokens, 6);
+    }
+
+    #[test]
+    fn an_upstream_failure_read_while_batching_follows_the_chunks_before_it() {
+        let host = crate::testing::MemoryHost::new();
+        let items = vec![Ok(b"data: {\"choices\":[]}\n\n".to_vec()), Err(crate::http::BodyError("reset".into()))];
+        let upstream: ByteStream = Box::pin(futures::stream::iter(items));
+        let plan = openai_plan();
+        let stream = translate_stream(upstream, host, plan, None, |end| assert_eq!(end.outcome, Outcome::StreamError));
+        let outputs: Vec<Vec<u8>> = futures::executor::block_on(stream.map(Result::unwrap).collect());
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(outputs[0], b"data: {\"choices\":[]}\n\n");
+        assert!(String::from_utf8(outputs[1].clone()).unwrap().contains("error"));
     }
 }

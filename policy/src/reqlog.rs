@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::guard::pii::PiiScanner;
-use crate::stats::Dims;
+use crate::stats::{Dims, Metrics, Row};
 
 /// Longest feedback label, in characters.
 pub const MAX_LABEL_CHARS: usize = 64;
@@ -135,6 +135,20 @@ impl Feedback {
         }
         Ok(())
     }
+}
+
+/// The rollup delta of one accepted feedback: counted in the row (hour, dimensions) of the
+/// request it is about, with no request of its own.
+pub fn feedback_row(index: &IndexRow, feedback: &Feedback) -> Row {
+    let mut metrics = Metrics { feedback_count: 1, ..Metrics::default() };
+    if let Some(score) = feedback.score {
+        metrics.feedback_scored = 1;
+        metrics.feedback_score_sum = score;
+    }
+    if let Some(label) = &feedback.label {
+        metrics.feedback_labels.insert(label.clone(), 1);
+    }
+    Row { hour: index.hour, dims: index.dims.clone(), metrics }
 }
 
 /// Filters of a listing, and where the previous page stopped.

@@ -91,6 +91,21 @@ impl RawAuth {
     }
 }
 
+impl RawAuth {
+    /// The consumers' `request_log` settings, taken out: (path, consumer id, setting).
+    pub(super) fn take_request_logs(&mut self) -> Vec<(String, String, super::request_log::RawRequestLog)> {
+        let consumers = match self {
+            RawAuth::None => return Vec::new(),
+            RawAuth::ApiKeys { consumers } | RawAuth::Jwt { consumers, .. } => consumers,
+        };
+        consumers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| Some((format!("auth.consumers[{i}].request_log"), c.id.clone(), c.request_log.take()?)))
+            .collect()
+    }
+}
+
 impl Default for RawAuth {
     fn default() -> Self {
         RawAuth::ApiKeys { consumers: Vec::new() }
@@ -117,6 +132,9 @@ pub(super) struct RawConsumer {
     /// This consumer's response cache (docs/cache.md); taken out before the rest is validated.
     #[serde(default)]
     pub(super) cache: Option<super::cache::RawCache>,
+    /// Its request log (docs/observability.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) request_log: Option<super::request_log::RawRequestLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +155,9 @@ pub(super) struct RawTenant {
     /// The tenant's response cache (docs/cache.md); taken out before the rest is validated.
     #[serde(default)]
     pub(super) cache: Option<super::cache::RawCache>,
+    /// Its request log (docs/observability.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) request_log: Option<super::request_log::RawRequestLog>,
 }
 
 /// Bearer-JWT authentication, validated: static keys parsed, HS256 secrets by name, the JWKS

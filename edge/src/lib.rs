@@ -23,9 +23,10 @@
 //! 6. `event` — the usage event and the summaries the stages contribute to it
 //! 7. `host`, `testing` — the one trait through which the core reaches the platform (with the
 //!    timeout helper), and the in-memory host that implements it for tests
-//! 8. `provider`, `carbon`, `key_store`, `counter_store`, `rollups` — what the core says to the
-//!    outside: provider translation, the live carbon feed, stored virtual keys, limit counters
-//!    over a compare-and-swap store (Spin), usage rollups over the stats store
+//! 8. `provider`, `carbon`, `key_store`, `counter_store`, `rollups`, `request_log` — what the
+//!    core says to the outside: provider translation, the live carbon feed, stored virtual keys,
+//!    limit counters over a compare-and-swap store (Spin), usage rollups over the stats store,
+//!    the request log and feedback over the request-log store
 //! 9. `messages` — the Anthropic Messages API as clients speak it, over the providers' pieces
 //! 10. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
 //!     route health, carbon)
@@ -51,6 +52,7 @@ pub mod carbon;
 pub mod key_store;
 pub mod counter_store;
 pub mod rollups;
+pub mod request_log;
 pub mod messages;
 pub mod isolate;
 pub mod pipeline;

@@ -85,6 +85,8 @@ pub struct RequestContext {
     pub error_detail: Option<String>,
     /// The configuration in force once it was read (the record phase reads `stats` from it).
     pub config: Option<std::rc::Rc<crate::config::Config>>,
+    /// The bodies kept for the request log, when a `request_log` setting applies (docs/observability.md).
+    pub log: Option<crate::request_log::LogCapture>,
 }
 
 impl RequestContext {
@@ -112,6 +114,7 @@ impl RequestContext {
             latency_ms: None,
             error_detail: None,
             config: None,
+            log: None,
         }
     }
 

@@ -90,7 +90,7 @@ pub async fn respond_chat<H: Host>(
                 ))),
             },
             count_delivered: !reservation.is_empty(),
-            record_answer: fill.is_some(),
+            record_answer: fill.is_some() || ctx.log.is_some(),
         };
         let mut finished = ctx.clone();
         let event_host = host.clone();
@@ -110,6 +110,9 @@ pub async fn respond_chat<H: Host>(
             };
             if !charged.is_empty() {
                 finished.quota = Some(charged.summary(&charge));
+            }
+            if let (Some(log), Some(answer)) = (finished.log.as_mut(), &end.answer) {
+                log.response = Some(answer.to_string());
             }
             record(&event_host, &finished, 200, end.outcome, end.error);
             if let (Some(fill), Some(mut answer)) = (fill, end.answer) {
@@ -195,6 +198,9 @@ pub fn whole_response<H: Host>(
     ctx.provider_usage = translated.raw_usage;
     let mut value = translated.body;
     let modified = guard_output(ctx, guard, &mut value)? || forward.is_none();
+    if let Some(log) = ctx.log.as_mut() {
+        log.response = Some(value.to_string());
+    }
     record(host, ctx, 200, Outcome::Completed, None);
     match forward {
         Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),

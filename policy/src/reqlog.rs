@@ -206,7 +206,7 @@ pub fn sort_newest_first(entries: &mut [LogEntry]) {
 pub enum LogOp {
     /// Keep the request's ownership row and, when it was opted in, its entry; delete rows and
     /// entries past their `expires_ms` at `now_ms`.
-    Record { index: IndexRow, entry: Option<Box<LogEntry>>, now_ms: u64 },
+    Record { index: Option<IndexRow>, entry: Option<Box<LogEntry>>, now_ms: u64 },
     /// One entry with its bodies, and the index row, by request id.
     Get { request_id: String },
     /// Entries without bodies, newest first, at most `limit`.
@@ -241,7 +241,9 @@ impl LogStore {
     pub fn apply(&mut self, op: &LogOp) -> LogReply {
         match op {
             LogOp::Record { index, entry, now_ms } => {
-                self.index.insert(index.request_id.clone(), index.clone());
+                if let Some(index) = index {
+                    self.index.insert(index.request_id.clone(), index.clone());
+                }
                 if let Some(entry) = entry {
                     self.entries.insert(entry.request_id.clone(), (**entry).clone());
                 }
@@ -384,7 +386,7 @@ mod tests {
         let mut store = LogStore::default();
         for (i, at) in [(1, 10), (2, 20), (3, 20), (4, 30)] {
             let id = format!("r{i}");
-            store.apply(&LogOp::Record { index: index(&id, "a", at + 100), entry: Some(Box::new(entry(&id, at, "a"))), now_ms: at });
+            store.apply(&LogOp::Record { index: Some(index(&id, "a", at + 100)), entry: Some(Box::new(entry(&id, at, "a"))), now_ms: at });
         }
         let list = |store: &mut LogStore, before: Option<Cursor>| match store.apply(&LogOp::List { query: ListQuery { to_ms: 1000, limit: 2, before, ..Default::default() } }) {
             LogReply::Entries { entries } => entries,
@@ -401,8 +403,170 @@ mod tests {
         assert_eq!(feedback(&mut store, "r1", "a"), LogReply::FeedbackDuplicate);
         assert_eq!(feedback(&mut store, "nope", "a"), LogReply::FeedbackUnknown);
         // A write at 115 drops r1 (expires 110) and keeps the others.
-        store.apply(&LogOp::Record { index: index("r5", "a", 500), entry: None, now_ms: 115 });
+        store.apply(&LogOp::Record { index: Some(index("r5", "a", 500)), entry: None, now_ms: 115 });
         assert!(!store.entries.contains_key("r1") && !store.index.contains_key("r1"));
         assert_eq!(store.entries.len(), 3);
+    }
+}
+
+/// The request-log store in SQL, shared by the SQLite-backed stores (the Workers Durable Object,
+/// Spin's database) so both apply [`LogOp`] the same way: [`statements`] turns an op into
+/// statements run in order (each one statement, so each is atomic on its own), and [`reply`]
+/// reads their result rows back into a [`LogReply`]. Feedback is one conditional `UPDATE ...
+/// RETURNING` (owner matches, none given yet), so two concurrent feedbacks cannot both win.
+pub mod sql {
+    use super::{IndexRow, LogEntry, LogOp, LogReply};
+
+    /// A parameter or a result cell.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum SqlValue {
+        Int(i64),
+        Text(String),
+        Null,
+    }
+
+    /// One statement and its positional (`?`) parameters.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Statement {
+        pub sql: &'static str,
+        pub params: Vec<SqlValue>,
+    }
+
+    /// Run once per connection or object before any op.
+    pub const SCHEMA: [&str; 3] = [
+        "CREATE TABLE IF NOT EXISTS request_index (shard INTEGER NOT NULL, request_id TEXT NOT NULL, consumer TEXT NOT NULL, \
+         row TEXT NOT NULL, feedback INTEGER NOT NULL DEFAULT 0, expires_ms INTEGER NOT NULL, PRIMARY KEY (shard, request_id))",
+        "CREATE TABLE IF NOT EXISTS request_log (shard INTEGER NOT NULL, request_id TEXT NOT NULL, at_ms INTEGER NOT NULL, owner TEXT, \
+         consumer TEXT, model TEXT, outcome TEXT NOT NULL, summary TEXT NOT NULL, request_body TEXT, response_body TEXT, \
+         expires_ms INTEGER NOT NULL, PRIMARY KEY (shard, request_id))",
+        "CREATE INDEX IF NOT EXISTS request_log_time ON request_log (shard, at_ms)",
+    ];
+
+    fn int(n: u64) -> SqlValue {
+        SqlValue::Int(n.min(i64::MAX as u64) as i64)
+    }
+
+    fn text(s: impl Into<String>) -> SqlValue {
+        SqlValue::Text(s.into())
+    }
+
+    fn opt(s: Option<&str>) -> SqlValue {
+        s.map_or(SqlValue::Null, text)
+    }
+
+    fn json<T: serde::Serialize>(value: &T) -> SqlValue {
+        text(serde_json::to_string(value).unwrap_or_default())
+    }
+
+    /// The statements of `op` on shard `shard`.
+    pub fn statements(shard: u32, op: &LogOp) -> Vec<Statement> {
+        let shard = SqlValue::Int(i64::from(shard));
+        match op {
+            LogOp::Record { index, entry, now_ms } => {
+                let mut out = Vec::new();
+                if let Some(row) = index {
+                    out.push(Statement {
+                        sql: "INSERT OR REPLACE INTO request_index (shard, request_id, consumer, row, feedback, expires_ms) VALUES (?, ?, ?, ?, 0, ?)",
+                        params: vec![shard.clone(), text(&row.request_id), text(&row.consumer), json(row), int(row.expires_ms)],
+                    });
+                }
+                if let Some(entry) = entry {
+                    out.push(Statement {
+                        sql: "INSERT OR REPLACE INTO request_log (shard, request_id, at_ms, owner, consumer, model, outcome, summary, request_body, response_body, expires_ms) \
+                              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        params: vec![
+                            shard.clone(),
+                            text(&entry.request_id),
+                            int(entry.at_ms),
+                            opt(index.as_ref().map(|i| i.consumer.as_str())),
+                            opt(entry.consumer.as_deref()),
+                            opt(entry.model.as_deref()),
+                            text(&entry.outcome),
+                            json(&entry.summary()),
+                            opt(entry.request_body.as_deref()),
+                            opt(entry.response_body.as_deref()),
+                            int(entry.expires_ms),
+                        ],
+                    });
+                }
+                out.push(Statement { sql: "DELETE FROM request_index WHERE shard = ? AND expires_ms <= ?", params: vec![shard.clone(), int(*now_ms)] });
+                out.push(Statement { sql: "DELETE FROM request_log WHERE shard = ? AND expires_ms <= ?", params: vec![shard, int(*now_ms)] });
+                out
+            }
+            LogOp::Get { request_id } => vec![Statement {
+                sql: "SELECT summary, request_body, response_body FROM request_log WHERE shard = ? AND request_id = ?",
+                params: vec![shard, text(request_id)],
+            }],
+            LogOp::List { query } => {
+                let (before_at, before_id) = match &query.before {
+                    Some(c) => (int(c.at_ms), text(&c.request_id)),
+                    None => (SqlValue::Null, SqlValue::Null),
+                };
+                vec![Statement {
+                    sql: "SELECT summary FROM request_log WHERE shard = ? AND at_ms >= ? AND at_ms < ? \
+                          AND (? IS NULL OR consumer = ?) AND (? IS NULL OR model = ?) AND (? IS NULL OR outcome = ?) \
+                          AND (? IS NULL OR at_ms < ? OR (at_ms = ? AND request_id < ?)) \
+                          ORDER BY at_ms DESC, request_id DESC LIMIT ?",
+                    params: vec![
+                        shard,
+                        int(query.from_ms),
+                        int(query.to_ms),
+                        opt(query.consumer.as_deref()),
+                        opt(query.consumer.as_deref()),
+                        opt(query.model.as_deref()),
+                        opt(query.model.as_deref()),
+                        opt(query.outcome.as_deref()),
+                        opt(query.outcome.as_deref()),
+                        before_at.clone(),
+                        before_at.clone(),
+                        before_at,
+                        before_id,
+                        int(query.limit as u64),
+                    ],
+                }]
+            }
+            LogOp::Feedback { request_id, consumer, feedback } => vec![
+                Statement {
+                    sql: "UPDATE request_index SET feedback = 1 WHERE shard = ? AND request_id = ? AND consumer = ? AND feedback = 0 RETURNING row",
+                    params: vec![shard.clone(), text(request_id), text(consumer)],
+                },
+                Statement {
+                    sql: "UPDATE request_log SET summary = json_set(summary, '$.feedback', json(?)) \
+                          WHERE shard = ? AND request_id = ? AND owner = ? AND json_extract(summary, '$.feedback') IS NULL",
+                    params: vec![json(feedback), shard.clone(), text(request_id), text(consumer)],
+                },
+                Statement { sql: "SELECT 1 FROM request_index WHERE shard = ? AND request_id = ? AND consumer = ?", params: vec![shard, text(request_id), text(consumer)] },
+            ],
+        }
+    }
+
+    fn cell(rows: &[Vec<Vec<SqlValue>>], statement: usize, row: usize, column: usize) -> Option<&str> {
+        match rows.get(statement)?.get(row)?.get(column)? {
+            SqlValue::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The reply to `op` from the result rows of its statements (one list per statement).
+    pub fn reply(op: &LogOp, rows: &[Vec<Vec<SqlValue>>]) -> LogReply {
+        match op {
+            LogOp::Record { .. } => LogReply::Recorded,
+            LogOp::Get { .. } => {
+                let entry = cell(rows, 0, 0, 0).and_then(|s| serde_json::from_str::<LogEntry>(s).ok()).map(|mut e| {
+                    e.request_body = cell(rows, 0, 0, 1).map(str::to_string);
+                    e.response_body = cell(rows, 0, 0, 2).map(str::to_string);
+                    Box::new(e)
+                });
+                LogReply::Found { index: None, entry }
+            }
+            LogOp::List { .. } => LogReply::Entries {
+                entries: (0..rows.first().map_or(0, Vec::len)).filter_map(|i| serde_json::from_str(cell(rows, 0, i, 0)?).ok()).collect(),
+            },
+            LogOp::Feedback { .. } => match cell(rows, 0, 0, 0).and_then(|s| serde_json::from_str::<IndexRow>(s).ok()) {
+                Some(index) => LogReply::FeedbackRecorded { index },
+                None if rows.get(2).is_some_and(|r| !r.is_empty()) => LogReply::FeedbackDuplicate,
+                None => LogReply::FeedbackUnknown,
+            },
+        }
     }
 }

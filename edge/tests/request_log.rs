@@ -142,7 +142,7 @@ fn opted_in_requests_are_logged_redacted_and_others_never() {
     // The streamed answer is stored assembled: one completion with the whole text.
     let (_, stream_entry) = admin(&gateway, &host, &format!("/admin/requests/{streamed}"));
     assert_eq!(stream_entry["stream"], true);
-    let assembled: Value = serde_json::from_str(stream_entry["response_body"].as_str().expect(&stream_entry.to_string())).unwrap();
+    let assembled: Value = serde_json::from_str(stream_entry["response_body"].as_str().unwrap_or_else(|| panic!("no response body: {stream_entry}"))).unwrap();
     assert!(assembled["choices"][0]["message"]["content"].as_str().unwrap().starts_with("noted: [EMAIL] [CARD]"), "{assembled}");
 
     assert_eq!(admin(&gateway, &host, &format!("/admin/requests/{quiet}")).0, 404);

@@ -7,7 +7,8 @@
 //! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`,
 //! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`),
 //! `GET /admin/stats`, `GET /admin/stats.csv` and `GET /admin/metrics` (the usage rollups as a
-//! report and as Prometheus text; see `crate::rollups` and docs/observability.md).
+//! report and as Prometheus text; see `crate::rollups` and docs/observability.md),
+//! `GET /admin/requests` and `GET /admin/requests/{id}` (the request log; see `crate::request_log`).
 //!
 //! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
 //! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.

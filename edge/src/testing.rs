@@ -250,7 +250,8 @@ impl MemoryHost {
         self.inner.vectors.borrow().get(&vector_key(at)).map_or(0, PartitionIndex::len)
     }
 
-    /// Make stats operations fail (no rollup store bound).
+    /// Make stats and request-log operations fail (no store bound: on Workers both are the same
+    /// Durable Object).
     pub fn break_stats(&self, broken: bool) {
         self.inner.stats_broken.set(broken);
     }

@@ -45,10 +45,7 @@ impl RequestLogRules {
     /// The setting that applies to a request when it is logged: the consumer's, else the
     /// tenant's, else the model's. `None`: not logged.
     pub fn for_request(&self, consumer: Option<&str>, tenant: Option<&str>, model: &str) -> Option<&RequestLogSettings> {
-        let chosen = consumer
-            .and_then(|c| self.consumers.get(c))
-            .or_else(|| tenant.and_then(|t| self.tenants.get(t)))
-            .or_else(|| self.models.get(model))?;
+        let chosen = super::cache::most_specific([&self.consumers, &self.tenants, &self.models], [consumer, tenant, Some(model)])?;
         chosen.enabled.then_some(chosen)
     }
 }

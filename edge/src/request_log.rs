@@ -29,31 +29,43 @@ thread_local! {
 }
 
 /// What the pipeline keeps of an opted-in request until it is finished: the setting that applied
-/// and the bodies as sent and answered (unredacted until [`record`] redacts them).
+/// and the bodies as sent and answered, as JSON (unredacted until [`record`] redacts them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogCapture {
     pub settings: RequestLogSettings,
-    pub request: Option<String>,
-    pub response: Option<String>,
+    pub request: Option<serde_json::Value>,
+    pub response: Option<serde_json::Value>,
 }
 
 /// The capture for a request of `consumer` (a configured one), `tenant` and `model`, if any
 /// `request_log` setting turns it on; `body` is only serialised then.
-pub fn capture(config: &Config, consumer: Option<&str>, tenant: Option<&str>, model: &str, body: impl FnOnce() -> Option<String>) -> Option<LogCapture> {
+pub fn capture(config: &Config, consumer: Option<&str>, tenant: Option<&str>, model: &str, body: impl FnOnce() -> Option<serde_json::Value>) -> Option<LogCapture> {
     let settings = *config.request_log.for_request(consumer, tenant, model)?;
     Some(LogCapture { settings, request: body(), response: None })
 }
 
-/// Redact then truncate one body; `true` when it was cut.
-pub fn stored_body(text: &str, max_bytes: usize) -> (String, bool) {
-    truncate(SCANNER.with(|s| redact(s, text)), max_bytes)
+/// Redact every string of one body (each text as written, before JSON escaping could hide a
+/// boundary: `"\nsk-..."` must not read as `nsk-...`), then serialise and truncate it; `true`
+/// when it was cut.
+pub fn stored_body(body: &serde_json::Value, max_bytes: usize) -> (String, bool) {
+    fn walk(scanner: &PiiScanner, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => *text = redact(scanner, text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(scanner, v)),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| walk(scanner, v)),
+            _ => {}
+        }
+    }
+    let mut body = body.clone();
+    SCANNER.with(|s| walk(s, &mut body));
+    truncate(body.to_string(), max_bytes)
 }
 
 /// The entry `capture` makes of `event` at `now`.
 pub fn entry(event: &UsageEvent, capture: &LogCapture, now: u64) -> LogEntry {
     let max = capture.settings.max_body_bytes;
-    let (request_body, cut_request) = capture.request.as_deref().map(|t| stored_body(t, max)).unzip();
-    let (response_body, cut_response) = capture.response.as_deref().map(|t| stored_body(t, max)).unzip();
+    let (request_body, cut_request) = capture.request.as_ref().map(|b| stored_body(b, max)).unzip();
+    let (response_body, cut_response) = capture.response.as_ref().map(|b| stored_body(b, max)).unzip();
     LogEntry {
         request_id: event.request_id.clone(),
         at_ms: now,
@@ -173,4 +185,20 @@ pub async fn get<H: Host>(host: &H, config: &Config, request_id: &str) -> Result
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_body;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_next_to_an_escaped_character_are_redacted_too() {
+        let key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+        let body = json!({ "messages": [{ "content": format!("token:\n{key}\tand jane.doe@example.com") }] });
+        let (stored, cut) = stored_body(&body, 10_000);
+        assert!(!cut);
+        assert!(!stored.contains(key) && !stored.contains("jane.doe@example.com"), "{stored}");
+        assert!(stored.contains("[SECRET]") && stored.contains("[EMAIL]"), "{stored}");
+    }
 }

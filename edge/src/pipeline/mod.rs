@@ -106,7 +106,7 @@ async fn chat<H: Host>(
     ctx: &mut RequestContext,
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Chat, "chat completions")?;
-    ctx.log = crate::request_log::capture(config, ctx.caller.api_consumer(), ctx.caller.tenant.as_deref(), &request.model, || serde_json::to_string(&request).ok());
+    ctx.log = crate::request_log::capture(config, ctx.caller.api_consumer(), ctx.caller.tenant.as_deref(), &request.model, || serde_json::to_value(&request).ok());
     if let ClientApi::Anthropic(meta) = &client {
         // Anthropic's top_k has no OpenAI equivalent: pass it only to providers that have one.
         if let (Some(k), false) = (meta.top_k, matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) | ProviderConfig::Mock)) {
@@ -153,7 +153,7 @@ async fn embeddings<H: Host>(
     ctx: &mut RequestContext,
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Embeddings, "embeddings")?;
-    ctx.log = crate::request_log::capture(config, ctx.caller.api_consumer(), ctx.caller.tenant.as_deref(), &request.model, || serde_json::to_string(&request).ok());
+    ctx.log = crate::request_log::capture(config, ctx.caller.api_consumer(), ctx.caller.tenant.as_deref(), &request.model, || serde_json::to_value(&request).ok());
     let fill = match cache::lookup_embeddings(state, config, ctx, route, &request, host).await? {
         cache::Lookup::Hit(entry) => {
             let translated = provider::Translated { body: entry.body, usage: entry.usage, raw_usage: None };

@@ -112,7 +112,7 @@ pub async fn respond_chat<H: Host>(
                 finished.quota = Some(charged.summary(&charge));
             }
             if let (Some(log), Some(answer)) = (finished.log.as_mut(), &end.answer) {
-                log.response = Some(answer.to_string());
+                log.response = Some(answer.clone());
             }
             record(&event_host, &finished, 200, end.outcome, end.error);
             if let (Some(fill), Some(mut answer)) = (fill, end.answer) {
@@ -199,7 +199,7 @@ pub fn whole_response<H: Host>(
     let mut value = translated.body;
     let modified = guard_output(ctx, guard, &mut value)? || forward.is_none();
     if let Some(log) = ctx.log.as_mut() {
-        log.response = Some(value.to_string());
+        log.response = Some(value.clone());
     }
     record(host, ctx, 200, Outcome::Completed, None);
     match forward {

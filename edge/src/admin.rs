@@ -7,9 +7,10 @@
 //! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`,
 //! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`),
 //! `GET /admin/stats`, `GET /admin/stats.csv` and `GET /admin/metrics` (the usage rollups as a
-//! report and as Prometheus text; see `crate::rollups` and docs/observability.md), and the
-//! dashboard's files `GET /admin/ui`, `/admin/ui/app.js`, `/admin/ui/app.css` (no key: they hold no
-//! data; see `crate::admin_ui`).
+//! report and as Prometheus text; see `crate::rollups` and docs/observability.md),
+//! `GET /admin/requests` and `GET /admin/requests/{id}` (the request log; see `crate::request_log`),
+//! and the dashboard's files `GET /admin/ui`, `/admin/ui/app.js`, `/admin/ui/app.css` (no key: they
+//! hold no data; see `crate::admin_ui`).
 //!
 //! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
 //! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.
@@ -23,6 +24,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use policy::identity::virtual_keys;
+use policy::reqlog::{Cursor, ListQuery, MAX_PAGE};
 use policy::limits::{CounterOp, CounterReply};
 use policy::stats::{parse_time, prometheus, retention_hours, GroupBy, Interval, ReportQuery, HOUR_MS, MAX_PROMETHEUS_SERIES};
 
@@ -114,6 +116,11 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
         ("GET", AdminRoute::Usage(subject)) => usage(config, &subject, host).await,
         ("GET", AdminRoute::Stats { csv }) => stats(config, request.facts.query.as_deref(), csv, host, now).await,
         ("GET", AdminRoute::Metrics) => metrics(config, host, now).await,
+        ("GET", AdminRoute::Requests) => requests(config, request.facts.query.as_deref(), host, now).await,
+        ("GET", AdminRoute::Request(id)) => match crate::request_log::get(host, config, &id).await.map_err(|_| GatewayError::StoreUnavailable)? {
+            Some(entry) => Ok(Response::json(200, &json!(entry))),
+            None => Err(GatewayError::NotFound { path: format!("/admin/requests/{id}") }),
+        },
         ("GET", AdminRoute::Audit { logins, after }) => audit(host, if logins { AUDIT_LOGIN_PREFIX } else { AUDIT_PREFIX }, after.as_deref(), now, retention_ms).await,
         ("GET", AdminRoute::Config) => {
             let text = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
@@ -161,6 +168,9 @@ enum AdminRoute {
     Stats { csv: bool },
     /// The usage rollups as Prometheus text.
     Metrics,
+    /// The request log: a page of entries, or one entry with its bodies.
+    Requests,
+    Request(String),
 }
 
 impl AdminRoute {
@@ -175,8 +185,11 @@ impl AdminRoute {
             "/admin/stats" => AdminRoute::Stats { csv: false },
             "/admin/stats.csv" => AdminRoute::Stats { csv: true },
             "/admin/metrics" => AdminRoute::Metrics,
+            "/admin/requests" => AdminRoute::Requests,
             p => {
-                if let Some(id) = p.strip_prefix("/admin/keys/") {
+                if let Some(id) = p.strip_prefix("/admin/requests/") {
+                    AdminRoute::Request(segment(id)?)
+                } else if let Some(id) = p.strip_prefix("/admin/keys/") {
                     AdminRoute::Key(segment(id)?)
                 } else if let Some(consumer) = p.strip_prefix("/admin/consumers/").and_then(|r| r.strip_suffix("/keys")) {
                     AdminRoute::ConsumerKeys(segment(consumer)?)
@@ -394,4 +407,53 @@ async fn metrics<H: Host>(config: &Config, host: &H, now: u64) -> Result<Respons
         headers: vec![("content-type".into(), "text/plain; version=0.0.4; charset=utf-8".into())],
         body: Body::Bytes(prometheus(&rows, MAX_PROMETHEUS_SERIES).into_bytes()),
     })
+}
+
+/// `GET /admin/requests`: a page of the request log, newest first, without bodies. Parameters:
+/// `from`, `to` (RFC 3339 or unix seconds), `consumer`, `model`, `outcome`, `limit` (1 to 200,
+/// default 50) and `cursor` (the previous page's `next_cursor`). Anything else is a 400.
+async fn requests<H: Host>(config: &Config, query: Option<&str>, host: &H, now: u64) -> Result<Response, GatewayError> {
+    let query = requests_query(query, now)?;
+    let limit = query.limit;
+    let mut entries = crate::request_log::list(host, config, query).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let mut page = json!({ "object": "list", "data": entries });
+    if let (true, Some(last)) = (more, entries.last()) {
+        page["next_cursor"] = json!(Cursor { at_ms: last.at_ms, request_id: last.request_id.clone() }.encode());
+    }
+    Ok(Response::json(200, &page))
+}
+
+fn requests_query(query: Option<&str>, now_ms: u64) -> Result<ListQuery, GatewayError> {
+    let mut list = ListQuery { from_ms: 0, to_ms: now_ms + 1, limit: 50, ..ListQuery::default() };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (percent_decode(name), percent_decode(value));
+        let time = |v: &str| {
+            parse_time(v).map(|s| s.saturating_mul(1000)).ok_or_else(|| bad_request(format!("'{name}' must be an RFC 3339 time (2026-12-05T00:00:00Z) or unix seconds."), Some(&name)))
+        };
+        let text = |v: String| Some(v).filter(|v| !v.is_empty()).ok_or_else(|| bad_request(format!("'{name}' must not be empty."), Some(&name)));
+        match name.as_str() {
+            "from" => list.from_ms = time(&value)?,
+            "to" => list.to_ms = time(&value)?,
+            "consumer" => list.consumer = Some(text(value)?),
+            "model" => list.model = Some(text(value)?),
+            "outcome" => {
+                if !["completed", "failed", "stream_error", "client_disconnected"].contains(&value.as_str()) {
+                    return Err(bad_request("'outcome' must be one of completed, failed, stream_error, client_disconnected.", Some("outcome")));
+                }
+                list.outcome = Some(value);
+            }
+            "limit" => {
+                list.limit = value.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| bad_request(format!("'limit' must be between 1 and {MAX_PAGE}."), Some("limit")))?
+            }
+            "cursor" => list.before = Some(Cursor::decode(&value).ok_or_else(|| bad_request("'cursor' is not a cursor this API returned.", Some("cursor")))?),
+            _ => return Err(bad_request(format!("Unknown parameter '{name}' (expected from, to, consumer, model, outcome, limit, cursor)."), Some(&name))),
+        }
+    }
+    if list.from_ms >= list.to_ms {
+        return Err(bad_request("'from' must be before 'to'.", Some("from")));
+    }
+    Ok(list)
 }

@@ -77,13 +77,18 @@ pub enum GatewayError {
     /// the model's targets (the request is never sent elsewhere); otherwise every allowed target
     /// is unhealthy right now. `excluded` lists target ids with the reason, never secrets.
     NoRouteTarget { model: String, residency: bool, excluded: String },
+    /// Feedback on a request id this consumer did not make (or that is unknown or expired).
+    UnknownRequest { id: String },
+    /// Feedback was already given on this request.
+    FeedbackExists { id: String },
 }
 
 impl GatewayError {
     pub fn status(&self) -> u16 {
         use GatewayError::*;
         match self {
-            NotFound { .. } | UnknownModel { .. } => 404,
+            NotFound { .. } | UnknownModel { .. } | UnknownRequest { .. } => 404,
+            FeedbackExists { .. } => 409,
             MethodNotAllowed { .. } => 405,
             UnsupportedContentType { .. } => 415,
             BodyTooLarge { .. } => 413,
@@ -172,6 +177,8 @@ impl GatewayError {
             StoreUnavailable => "store_unavailable",
             NoRouteTarget { residency: true, .. } => "residency_no_target",
             NoRouteTarget { residency: false, .. } => "no_healthy_target",
+            UnknownRequest { .. } => "request_not_found",
+            FeedbackExists { .. } => "feedback_exists",
         }
     }
 
@@ -181,7 +188,7 @@ impl GatewayError {
             MissingCredential | InvalidCredential | InvalidToken { .. } => "authentication_error",
             JwksUnavailable => "api_error",
             ModelNotAllowed { .. } => "permission_error",
-            NotFound { .. } | UnknownModel { .. } => "not_found_error",
+            NotFound { .. } | UnknownModel { .. } | UnknownRequest { .. } => "not_found_error",
             UpstreamStatus { status: 429, .. } => "rate_limit_error",
             RateLimited { budget: false, .. } => "rate_limit_error",
             RateLimited { budget: true, .. } => "insufficient_quota",
@@ -204,6 +211,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { param, .. } => param.as_deref(),
             GatewayError::UnknownModel { .. } | GatewayError::ModelNotAllowed { .. } => Some("model"),
+            GatewayError::UnknownRequest { .. } | GatewayError::FeedbackExists { .. } => Some("request_id"),
             _ => None,
         }
     }
@@ -283,6 +291,8 @@ impl GatewayError {
             NoRouteTarget { model, residency: false, excluded } => {
                 format!("Every allowed target of '{model}' is temporarily unavailable; retry shortly ({excluded}).")
             }
+            UnknownRequest { id } => format!("No request '{id}' of yours is known (unknown, older than the feedback window, or not yours)."),
+            FeedbackExists { id } => format!("Feedback on the request '{id}' was already given; it is not replaced."),
         }
     }
 

@@ -19,6 +19,7 @@
 //! | `counter`  | one Durable Object per subject: strongly consistent, one op at a time, durable | a map applied atomically |
 //! | `wait_until` | `ctx.waitUntil`: runs after the response, bounded by the platform | queued until `run_background` |
 //! | `stats` | one Durable Object per shard (SQLite, one op at a time, durable) | a map per shard |
+//! | `request_log` | the same Durable Object per shard as `stats` (other tables) | a map per shard |
 //! | `vector_upsert`/`vector_query` | one Durable Object per partition (SQLite, strongly consistent, read-your-writes); or Vectorize (eventually consistent: an upsert is queryable after a few seconds) | a map, immediate |
 //!
 //! On Spin, `counter` runs over SQLite (default) or Redis with a compare-and-swap per op
@@ -30,6 +31,7 @@ use std::future::Future;
 
 use futures::future::{select, Either};
 use policy::limits::{CounterOp, CounterReply};
+use policy::reqlog::{LogOp, LogReply};
 use policy::stats::{StatsOp, StatsReply};
 
 pub use policy::cache::VectorMatch;
@@ -194,6 +196,16 @@ pub trait Host: Clone + 'static {
     async fn stats(&self, shard: u32, op: &StatsOp) -> Result<StatsReply, HostError> {
         let _ = (shard, op);
         Err(HostError("this host has no stats store".into()))
+    }
+
+    /// Apply one operation to shard `shard` of the request log (`crate::request_log`): keep a
+    /// request's ownership row (and its entry when opted in), read entries, attach feedback.
+    /// Each shard applies its ops one at a time and durably, and deletes rows past their
+    /// `expires_ms` on write. Hosts without a store refuse: nothing is logged, feedback answers
+    /// 503 and `/admin/requests` 503.
+    async fn request_log(&self, shard: u32, op: &LogOp) -> Result<LogReply, HostError> {
+        let _ = (shard, op);
+        Err(HostError("this host has no request log store".into()))
     }
 
     /// Store `vector` under `id` in one partition of a vector index, replacing an entry with the

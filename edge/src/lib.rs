@@ -23,11 +23,11 @@
 //! 6. `event` — the usage event and the summaries the stages contribute to it
 //! 7. `host`, `testing` — the one trait through which the core reaches the platform (with the
 //!    timeout helper), and the in-memory host that implements it for tests
-//! 8. `provider`, `carbon`, `key_store`, `counter_store`, `vector_store`, `rollups`, `telemetry`
+//! 8. `provider`, `carbon`, `key_store`, `counter_store`, `vector_store`, `rollups`, `request_log`, `telemetry`
 //!    — what the core says to the outside: provider translation, the live carbon feed, stored
 //!    virtual keys, limit counters over a compare-and-swap store (Spin), the semantic cache's
-//!    vector index over a table (Spin), usage rollups over the stats store, OpenTelemetry spans
-//!    and metrics over OTLP
+//!    vector index over a table (Spin), usage rollups over the stats store, the request log and
+//!    feedback over the request-log store, OpenTelemetry spans and metrics over OTLP
 //! 9. `messages` — the Anthropic Messages API as clients speak it, over the providers' pieces
 //! 10. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
 //!     route health, carbon)
@@ -55,6 +55,7 @@ pub mod counter_store;
 pub mod vector_store;
 pub mod rollups;
 pub mod telemetry;
+pub mod request_log;
 pub mod messages;
 pub mod isolate;
 pub mod pipeline;

@@ -87,6 +87,11 @@ struct Inner {
     /// The usage rollups, one store per shard.
     stats: RefCell<BTreeMap<u32, policy::stats::RowStore>>,
     stats_broken: Cell<bool>,
+    /// The request log and feedback ownership rows, one store per shard.
+    request_log: RefCell<BTreeMap<u32, policy::reqlog::LogStore>>,
+    /// Every request-log operation, for assertions (a consumer that did not opt in is never
+    /// written with an entry).
+    request_log_ops: RefCell<Vec<policy::reqlog::LogOp>>,
     background: RefCell<Vec<Pin<Box<dyn Future<Output = ()>>>>>,
     vectors: RefCell<HashMap<VectorKey, PartitionIndex>>,
     /// `None`: [`DEFAULT_PARTITION_CAPACITY`].
@@ -245,7 +250,8 @@ impl MemoryHost {
         self.inner.vectors.borrow().get(&vector_key(at)).map_or(0, PartitionIndex::len)
     }
 
-    /// Make stats operations fail (no rollup store bound).
+    /// Make stats and request-log operations fail (no store bound: on Workers both are the same
+    /// Durable Object).
     pub fn break_stats(&self, broken: bool) {
         self.inner.stats_broken.set(broken);
     }
@@ -253,6 +259,21 @@ impl MemoryHost {
     /// How many rollup rows each shard holds, for assertions.
     pub fn stats_rows_per_shard(&self) -> BTreeMap<u32, usize> {
         self.inner.stats.borrow().iter().map(|(shard, store)| (*shard, store.len())).collect()
+    }
+
+    /// Every request-log operation applied so far, in order.
+    pub fn request_log_ops(&self) -> Vec<policy::reqlog::LogOp> {
+        self.inner.request_log_ops.borrow().clone()
+    }
+
+    /// Every stored request-log entry (with bodies), of all shards.
+    pub fn request_log_entries(&self) -> Vec<policy::reqlog::LogEntry> {
+        self.inner.request_log.borrow().values().flat_map(|s| s.entries.values().cloned()).collect()
+    }
+
+    /// How many feedback ownership rows all shards hold.
+    pub fn request_index_rows(&self) -> usize {
+        self.inner.request_log.borrow().values().map(|s| s.index.len()).sum()
     }
 
     /// How many [`Host::wait_until`] tasks are queued and not yet run.
@@ -428,6 +449,14 @@ impl Host for MemoryHost {
             return Err(HostError("stats store unavailable".into()));
         }
         Ok(self.inner.stats.borrow_mut().entry(shard).or_default().apply(op))
+    }
+
+    async fn request_log(&self, shard: u32, op: &policy::reqlog::LogOp) -> Result<policy::reqlog::LogReply, HostError> {
+        if self.inner.stats_broken.get() {
+            return Err(HostError("request log store unavailable".into()));
+        }
+        self.inner.request_log_ops.borrow_mut().push(op.clone());
+        Ok(self.inner.request_log.borrow_mut().entry(shard).or_default().apply(op))
     }
 
     fn wait_until(&self, task: impl Future<Output = ()> + 'static) {

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod guard;
 pub mod identity;
 pub mod limits;
+pub mod reqlog;
 pub mod route;
 pub mod stats;
 

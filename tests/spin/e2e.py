@@ -163,6 +163,51 @@ def register_limit_cases(store, port_up, allow):
                           and headers.get("content-security-policy", "").startswith("default-src 'none'; script-src 'self'")
                           and headers.get("x-content-type-options") == "nosniff" and len(body) > 500, f"{path}: {status} {headers}")
 
+        @case("request log: an opted-in consumer's request is listed redacted, feedback round trip (SQLite)")
+        def _():
+            cfg = limits_config(port_up)
+            for consumer in cfg["auth"]["consumers"]:
+                if consumer["id"] == "other":
+                    consumer["request_log"] = {"enabled": True}
+            secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+            with host(cfg) as h:
+                ids = {}
+                for key in (OTHER_KEY, CLIENT_KEY):
+                    status, headers, body = harness.request(h.port, "POST", "/v1/chat/completions",
+                                                            chat("mock", f"mail jane@example.com key {secret}"),
+                                                            headers=bearer(key))
+                    check(status == 200, f"chat {status} {body[:200]!r}")
+                    ids[key] = headers.get("x-request-id")
+                deadline = time.monotonic() + 10
+                while True:
+                    status, _, body = harness.request(h.port, "GET", "/admin/requests", headers=bearer(ADMIN_KEY))
+                    check(status == 200, f"requests {status} {body[:300]!r}")
+                    listed = [e["request_id"] for e in json.loads(body)["data"]]
+                    if listed:
+                        break
+                    check(time.monotonic() < deadline, "the request log never caught up")
+                    time.sleep(0.05)
+                check(listed == [ids[OTHER_KEY]], f"only the opted-in consumer: {listed} {ids}")
+                status, _, body = harness.request(h.port, "GET", f"/admin/requests/{ids[OTHER_KEY]}", headers=bearer(ADMIN_KEY))
+                check(status == 200 and b"[EMAIL]" in body and b"[SECRET]" in body, body[:500])
+                check(secret.encode() not in body and b"jane@example.com" not in body, body[:500])
+                fb = {"request_id": ids[OTHER_KEY], "score": 1, "label": "good"}
+                status, _, body = harness.request(h.port, "POST", "/v1/feedback", fb, headers=bearer(CLIENT_KEY))
+                check(status == 404, f"another consumer's request: {status} {body[:200]!r}")
+                status, _, body = harness.request(h.port, "POST", "/v1/feedback", fb, headers=bearer(OTHER_KEY))
+                check(status == 200, f"feedback {status} {body[:200]!r}")
+                status, _, body = harness.request(h.port, "POST", "/v1/feedback", fb, headers=bearer(OTHER_KEY))
+                check(status == 409, f"second feedback {status} {body[:200]!r}")
+                deadline = time.monotonic() + 10
+                while True:
+                    status, _, body = harness.request(h.port, "GET", "/admin/stats", headers=bearer(ADMIN_KEY))
+                    totals = json.loads(body)["totals"]
+                    if totals.get("feedback_count") == 1:
+                        break
+                    check(time.monotonic() < deadline, f"feedback never rolled up: {totals}")
+                    time.sleep(0.05)
+                check(totals["feedback_labels"] == {"good": 1}, totals)
+
     @case(f"limits ({store}): a request limit per consumer: 3 allowed with headers, then 429")
     def _():
         cfg = limits_config(port_up, rate_limits=[

@@ -35,7 +35,7 @@ const STATE_KEY: &str = "state";
 
 /// The URL of requests to this adapter's objects. Only the method and body matter: an object is
 /// addressed by its stub, not by the URL.
-const OP_URL: &str = "https://gateway-object.internal/op";
+const OP_ORIGIN: &str = "https://gateway-object.internal";
 
 /// The counters of one subject. Applies one [`CounterOp`] per request with its own clock and
 /// persists the state before it answers, so a reply means the change survives a restart.
@@ -167,6 +167,18 @@ pub(crate) async fn post_json<Req: serde::Serialize, Reply: serde::de::Deseriali
     jurisdiction: Option<&str>,
     request: &Req,
 ) -> std::result::Result<Reply, HostError> {
+    post_json_at(env, binding, name, jurisdiction, "/op", request).await
+}
+
+/// [`post_json`] to another path of the object (one object class serving two protocols).
+pub(crate) async fn post_json_at<Req: serde::Serialize, Reply: serde::de::DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    jurisdiction: Option<&str>,
+    path: &str,
+    request: &Req,
+) -> std::result::Result<Reply, HostError> {
     let namespace = env.durable_object(binding).map_err(|_| HostError(format!("no Durable Object binding {binding}")))?;
     let namespace = namespace_in(namespace, jurisdiction)?;
     let stub = namespace
@@ -178,7 +190,7 @@ pub(crate) async fn post_json<Req: serde::Serialize, Reply: serde::de::Deseriali
     headers.set("content-type", "application/json").map_err(|e| HostError(e.to_string()))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(JsValue::from_str(&body)));
-    let request = Request::new_with_init(OP_URL, &init).map_err(|e| HostError(format!("{binding} request: {e}")))?;
+    let request = Request::new_with_init(&format!("{OP_ORIGIN}{path}"), &init).map_err(|e| HostError(format!("{binding} request: {e}")))?;
     let mut response =
         stub.fetch_with_request(request).await.map_err(|e| HostError(format!("{binding} object unreachable: {e}")))?;
     let status = response.status_code();

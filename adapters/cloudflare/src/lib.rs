@@ -13,7 +13,8 @@
 //!   cache's vector index, one object per partition, or `VECTORIZE` (a Vectorize index, optional)
 //!   for partitions without a jurisdiction (see [`vector`]);
 //! - `STATS` (Durable Object namespace of class [`GatewayStats`]): the usage rollups, one object
-//!   per shard (see [`stats`]).
+//!   per shard (see [`stats`]); the same objects keep the request log and the feedback
+//!   ownership rows in two more tables (see [`request_log`]).
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -23,6 +24,7 @@ use std::time::Duration;
 mod cache_tiers;
 mod counter;
 mod departure;
+mod request_log;
 mod stats;
 mod vector;
 
@@ -207,6 +209,10 @@ impl edge::Host for WorkerHost {
 
     async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> std::result::Result<policy::stats::StatsReply, HostError> {
         stats::call(&self.env, shard, op).await
+    }
+
+    async fn request_log(&self, shard: u32, op: &policy::reqlog::LogOp) -> std::result::Result<policy::reqlog::LogReply, HostError> {
+        request_log::call(&self.env, shard, op).await
     }
 
     async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> std::result::Result<(), HostError> {

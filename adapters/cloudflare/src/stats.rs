@@ -28,16 +28,31 @@ pub struct GatewayStats {
     ready: Cell<bool>,
     /// Rows before this hour were already deleted by this instance.
     pruned_before: Cell<u64>,
+    /// The request-log tables exist (`crate::request_log`).
+    log_ready: Cell<bool>,
 }
 
 impl DurableObject for GatewayStats {
     fn new(state: State, _env: Env) -> Self {
-        Self { state, ready: Cell::new(false), pruned_before: Cell::new(0) }
+        Self { state, ready: Cell::new(false), pruned_before: Cell::new(0), log_ready: Cell::new(false) }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
         if request.method() != Method::Post {
             return Response::error("stats objects accept POST with a stats operation", 405);
+        }
+        if request.path() == crate::request_log::LOG_PATH {
+            let op: policy::reqlog::LogOp = match serde_json::from_str(&request.text().await?) {
+                Ok(op) => op,
+                Err(e) => return Response::error(format!("invalid request-log operation: {e}"), 400),
+            };
+            let sql = self.state.storage().sql();
+            if !self.log_ready.get() {
+                crate::request_log::create_tables(&sql)?;
+                self.log_ready.set(true);
+            }
+            // The shard is this object's: its tables hold only its own rows.
+            return Response::from_json(&crate::request_log::apply(&sql, 0, &op)?);
         }
         let op: StatsOp = match serde_json::from_str(&request.text().await?) {
             Ok(op) => op,

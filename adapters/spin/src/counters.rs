@@ -55,7 +55,7 @@ struct SqliteCounters(Database);
 
 impl SqliteCounters {
     async fn open() -> Result<Self, HostError> {
-        Ok(SqliteCounters(Database::open(CREATE_TABLE).await?))
+        Ok(SqliteCounters(Database::open(&[CREATE_TABLE]).await?))
     }
 
     async fn rows(&self, statement: &str, parameters: Vec<Value>) -> Result<Vec<sqlite::RowResult>, HostError> {

@@ -1,6 +1,6 @@
 //! The component's SQLite database `default` (granted by `sqlite_databases` in spin.toml), shared
-//! by the limit counters (`counters`), the semantic cache's vector index (`vectors`) and the
-//! usage rollups (`stats`).
+//! by the limit counters (`counters`), the semantic cache's vector index (`vectors`), the usage
+//! rollups (`stats`) and the request log (`request_log`).
 
 use edge::HostError;
 use spin_sdk::sqlite::{self, Value};
@@ -11,8 +11,9 @@ const SQLITE_DATABASE: &str = "default";
 pub(crate) struct Database(sqlite::Connection);
 
 impl Database {
-    /// Open the database and make sure a table exists (`create`: `CREATE TABLE IF NOT EXISTS …`).
-    pub(crate) async fn open(create: &str) -> Result<Self, HostError> {
+    /// Open the database and make sure its tables exist (`schema`: `CREATE … IF NOT EXISTS …`
+    /// statements, run in order).
+    pub(crate) async fn open(schema: &[&str]) -> Result<Self, HostError> {
         let connection = sqlite::Connection::open(SQLITE_DATABASE).await.map_err(|e| match e {
             sqlite::Error::AccessDenied | sqlite::Error::NoSuchDatabase => HostError(format!(
                 "sqlite database {SQLITE_DATABASE:?} not available: grant it with sqlite_databases in spin.toml"
@@ -20,7 +21,9 @@ impl Database {
             other => sqlite_error(other),
         })?;
         let database = Database(connection);
-        database.rows(create, vec![]).await?;
+        for statement in schema {
+            database.rows(statement, vec![]).await?;
+        }
         Ok(database)
     }
 

@@ -30,6 +30,7 @@
 mod counters;
 mod database;
 mod vectors;
+mod request_log;
 mod stats;
 
 use std::cell::RefCell;
@@ -238,6 +239,10 @@ impl edge::Host for SpinHost {
 
     async fn stats(&self, shard: u32, op: &policy::stats::StatsOp) -> Result<policy::stats::StatsReply, HostError> {
         stats::apply(shard, op).await
+    }
+
+    async fn request_log(&self, shard: u32, op: &policy::reqlog::LogOp) -> Result<policy::reqlog::LogReply, HostError> {
+        request_log::apply(shard, op).await
     }
 
     /// Spawned on the current component-model task (`wasip3::spawn`, the same mechanism the SDK

@@ -18,7 +18,7 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS gateway_stats (shard INTE
 const MAX_ATTEMPTS: u32 = edge::counter_store::MAX_ATTEMPTS;
 
 pub async fn apply(shard: u32, op: &StatsOp) -> Result<StatsReply, HostError> {
-    let database = Database::open(CREATE_TABLE).await?;
+    let database = Database::open(&[CREATE_TABLE]).await?;
     match op {
         StatsOp::Record { row, keep_from_hour } => {
             record(&database, shard, row).await?;

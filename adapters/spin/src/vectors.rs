@@ -29,7 +29,7 @@ struct SqliteVectors(Database);
 impl SqliteVectors {
     async fn open(at: &VectorPartition<'_>) -> Result<Self, HostError> {
         vector_store::served(read_variable(JURISDICTIONS_VARIABLE).await.as_deref(), at)?;
-        Ok(SqliteVectors(Database::open(CREATE_TABLE).await?))
+        Ok(SqliteVectors(Database::open(&[CREATE_TABLE]).await?))
     }
 }
 

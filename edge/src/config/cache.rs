@@ -94,12 +94,15 @@ impl CacheRules {
     /// The setting that applies to a request, if any: the consumer's, else the tenant's, else
     /// the model's. `None` or mode `off`: no caching.
     pub fn for_request(&self, consumer: Option<&str>, tenant: Option<&str>, model: &str) -> Option<&CacheSettings> {
-        let chosen = consumer
-            .and_then(|c| self.consumers.get(c))
-            .or_else(|| tenant.and_then(|t| self.tenants.get(t)))
-            .or_else(|| self.models.get(model))?;
+        let chosen = most_specific([&self.consumers, &self.tenants, &self.models], [consumer, tenant, Some(model)])?;
         (chosen.mode != CacheMode::Off).then_some(chosen)
     }
+}
+
+/// The setting of the first of (consumer, tenant, model) that has one: the precedence of every
+/// per-consumer/tenant/model setting (`cache`, `request_log`).
+pub(super) fn most_specific<'a, T>(maps: [&'a BTreeMap<String, T>; 3], names: [Option<&str>; 3]) -> Option<&'a T> {
+    maps.into_iter().zip(names).find_map(|(map, name)| map.get(name?))
 }
 
 /// Validate one `cache` object at `path`. `embedding_models` are the configured models of type

@@ -77,8 +77,9 @@ pub(super) struct RawTier {
 }
 
 impl RawAuth {
-    /// The consumers' `cache` settings, taken out: (path, consumer id, setting).
-    pub(super) fn take_caches(&mut self) -> Vec<(String, String, super::cache::RawCache)> {
+    /// One per-consumer setting (`cache`, `request_log`), taken out of every consumer that has
+    /// it: (path, consumer id, setting), the path ending in `.{field}`.
+    fn take_per_consumer<T>(&mut self, field: &str, take: impl Fn(&mut RawConsumer) -> Option<T>) -> Vec<(String, String, T)> {
         let consumers = match self {
             RawAuth::None => return Vec::new(),
             RawAuth::ApiKeys { consumers } | RawAuth::Jwt { consumers, .. } => consumers,
@@ -86,8 +87,18 @@ impl RawAuth {
         consumers
             .iter_mut()
             .enumerate()
-            .filter_map(|(i, c)| Some((format!("auth.consumers[{i}].cache"), c.id.clone(), c.cache.take()?)))
+            .filter_map(|(i, c)| Some((format!("auth.consumers[{i}].{field}"), c.id.clone(), take(c)?)))
             .collect()
+    }
+
+    /// The consumers' `cache` settings, taken out: (path, consumer id, setting).
+    pub(super) fn take_caches(&mut self) -> Vec<(String, String, super::cache::RawCache)> {
+        self.take_per_consumer("cache", |c| c.cache.take())
+    }
+
+    /// The consumers' `request_log` settings, taken out: (path, consumer id, setting).
+    pub(super) fn take_request_logs(&mut self) -> Vec<(String, String, super::request_log::RawRequestLog)> {
+        self.take_per_consumer("request_log", |c| c.request_log.take())
     }
 }
 
@@ -117,6 +128,9 @@ pub(super) struct RawConsumer {
     /// This consumer's response cache (docs/cache.md); taken out before the rest is validated.
     #[serde(default)]
     pub(super) cache: Option<super::cache::RawCache>,
+    /// Its request log (docs/observability.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) request_log: Option<super::request_log::RawRequestLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +151,9 @@ pub(super) struct RawTenant {
     /// The tenant's response cache (docs/cache.md); taken out before the rest is validated.
     #[serde(default)]
     pub(super) cache: Option<super::cache::RawCache>,
+    /// Its request log (docs/observability.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) request_log: Option<super::request_log::RawRequestLog>,
 }
 
 /// Bearer-JWT authentication, validated: static keys parsed, HS256 secrets by name, the JWKS

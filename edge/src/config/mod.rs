@@ -26,6 +26,7 @@ mod network;
 mod providers;
 mod quota;
 mod routing;
+mod request_log;
 mod stats;
 mod telemetry;
 
@@ -50,6 +51,7 @@ pub use providers::{
 };
 pub use quota::{LimitGroup, Quota};
 pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
+pub use request_log::{RequestLogRules, RequestLogSettings, MAX_LOG_BODY_BYTES, MAX_LOG_RETENTION_DAYS};
 pub use stats::{StatsSettings, MAX_STATS_SHARDS};
 pub use telemetry::Telemetry;
 
@@ -145,6 +147,8 @@ pub struct Config {
     pub stats: StatsSettings,
     /// Traces and metrics exported to an OpenTelemetry collector, when configured.
     pub telemetry: Option<std::rc::Rc<Telemetry>>,
+    /// Which requests are kept in the request log (`request_log` on models, consumers, tenants).
+    pub request_log: RequestLogRules,
 }
 
 /// Which document is being validated, and so whose outbound policy applies.
@@ -223,6 +227,11 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
     let consumer_caches = raw.auth.take_caches();
     let tenant_caches: Vec<(String, String, cache::RawCache)> =
         raw.tenants.iter_mut().filter_map(|(name, t)| Some((format!("tenants.{name}.cache"), name.clone(), t.cache.take()?))).collect();
+    let model_logs: Vec<(String, String, request_log::RawRequestLog)> =
+        raw.models.iter_mut().filter_map(|(name, m)| Some((format!("models.{name}.request_log"), name.clone(), m.request_log.take()?))).collect();
+    let consumer_logs = raw.auth.take_request_logs();
+    let tenant_logs: Vec<(String, String, request_log::RawRequestLog)> =
+        raw.tenants.iter_mut().filter_map(|(name, t)| Some((format!("tenants.{name}.request_log"), name.clone(), t.request_log.take()?))).collect();
     let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
 
     let limits = limits::validate_limits(raw.limits, &mut issue);
@@ -256,6 +265,14 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
     let admin = admin::validate_admin(raw.admin, &keys, &mut issue);
     let stats = stats::validate_stats(raw.stats, &mut issue);
     let telemetry = telemetry::validate_telemetry(raw.telemetry, &|c| access.contains_key(c), &|m| models.contains_key(m), &mut issue);
+    let mut request_log = RequestLogRules::default();
+    for (settings, logs) in [(&mut request_log.models, model_logs), (&mut request_log.consumers, consumer_logs), (&mut request_log.tenants, tenant_logs)] {
+        for (path, name, raw_log) in logs {
+            if let Some(valid) = request_log::validate_request_log(raw_log, &path, &mut issue) {
+                settings.insert(name, valid);
+            }
+        }
+    }
     let webhooks = quota::webhook_urls(&raw.budgets);
     let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
     let network = match provenance {
@@ -291,7 +308,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
         issues = outbound_issues;
     }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats, telemetry: telemetry.map(std::rc::Rc::new) })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats, telemetry: telemetry.map(std::rc::Rc::new), request_log })
     } else {
         Err(ConfigErrors(issues))
     }

@@ -39,6 +39,9 @@ pub(super) struct RawModel {
     /// This model's response cache (docs/cache.md); taken out before the rest is validated.
     #[serde(default)]
     pub(super) cache: Option<super::cache::RawCache>,
+    /// This model's request log (docs/observability.md); taken out before the rest is validated.
+    #[serde(default)]
+    pub(super) request_log: Option<super::request_log::RawRequestLog>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,6 +87,8 @@ pub struct RequestContext {
     pub config: Option<std::rc::Rc<crate::config::Config>>,
     /// The request's OpenTelemetry trace, when `telemetry` is configured (docs/observability.md).
     pub trace: Option<Box<crate::telemetry::Trace>>,
+    /// The bodies kept for the request log, when a `request_log` setting applies (docs/observability.md).
+    pub log: Option<crate::request_log::LogCapture>,
 }
 
 impl RequestContext {
@@ -115,6 +117,7 @@ impl RequestContext {
             error_detail: None,
             config: None,
             trace: None,
+            log: None,
         }
     }
 

@@ -10,6 +10,8 @@ pub enum Endpoint {
     Embeddings,
     ListModels,
     GetModel(String),
+    /// Feedback on one of the caller's earlier requests (docs/observability.md, "Feedback").
+    Feedback,
 }
 
 impl Endpoint {
@@ -20,12 +22,13 @@ impl Endpoint {
             Endpoint::Messages => "messages",
             Endpoint::Embeddings => "embeddings",
             Endpoint::ListModels | Endpoint::GetModel(_) => "models",
+            Endpoint::Feedback => "feedback",
         }
     }
 
     pub fn allowed_method(&self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Embeddings => "POST",
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Embeddings | Endpoint::Feedback => "POST",
             Endpoint::ListModels | Endpoint::GetModel(_) => "GET",
         }
     }
@@ -37,6 +40,7 @@ impl Endpoint {
             "/v1/messages" => Some(Endpoint::Messages),
             "/v1/embeddings" => Some(Endpoint::Embeddings),
             "/v1/models" => Some(Endpoint::ListModels),
+            "/v1/feedback" => Some(Endpoint::Feedback),
             _ => path
                 .strip_prefix("/v1/models/")
                 .filter(|id| !id.is_empty())

@@ -90,6 +90,12 @@ pub async fn serve<H: Host>(state: &IsolateState, request: Request, host: &H, ct
             let embeddings_request: EmbeddingsRequest = parse_request(&read_json_body(request, limit).await?)?;
             embeddings(state, &config, embeddings_request, host, ctx).await
         }
+        Endpoint::Feedback => {
+            let body = crate::http::read_json_value(request, limit).await?;
+            let answer = crate::request_log::feedback(host, &config, ctx.caller.consumer_key(), ctx.caller.consumer.as_deref(), body).await?;
+            record(host, ctx, 200, Outcome::Completed, None);
+            Ok(Response::json(200, &answer))
+        }
     }
 }
 
@@ -103,6 +109,7 @@ async fn chat<H: Host>(
     ctx: &mut RequestContext,
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Chat, "chat completions")?;
+    ctx.log = crate::request_log::capture(config, ctx.caller.api_consumer(), ctx.caller.tenant.as_deref(), &request.model, || serde_json::to_value(&request).ok());
     if let ClientApi::Anthropic(meta) = &client {
         // Anthropic's top_k has no OpenAI equivalent: pass it only to providers that have one.
         if let (Some(k), false) = (meta.top_k, matches!(provider, ProviderConfig::OpenAi(_) | ProviderConfig::Azure(_) | ProviderConfig::Mock)) {
@@ -162,6 +169,7 @@ async fn embeddings<H: Host>(
 ) -> Result<Response, GatewayError> {
     let (route, provider) = authorize(config, ctx, &request.model, ModelKind::Embeddings, "embeddings")?;
     note_route(ctx, route, provider);
+    ctx.log = crate::request_log::capture(config, ctx.caller.api_consumer(), ctx.caller.tenant.as_deref(), &request.model, || serde_json::to_value(&request).ok());
     let started = host.now_ms();
     let lookup = cache::lookup_embeddings(state, config, ctx, route, &request, host).await;
     note_lookup(ctx, host, started);

@@ -57,6 +57,7 @@ pub fn record<H: Host>(host: &H, ctx: &RequestContext, status: u16, outcome: Out
     host.emit(&event);
     if let Some(config) = &ctx.config {
         crate::rollups::record(host, config, &event);
+        crate::request_log::record(host, config, &event, ctx.caller.consumer_key(), ctx.log.as_ref());
     }
     if let Some(trace) = &ctx.trace {
         crate::telemetry::export(host, trace, event, now);

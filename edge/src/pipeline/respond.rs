@@ -101,7 +101,7 @@ pub async fn respond_chat<H: Host>(
                 ))),
             },
             count_delivered: !reservation.is_empty(),
-            record_answer: fill.is_some() || capture,
+            record_answer: fill.is_some() || capture || ctx.log.is_some(),
         };
         let mut finished = ctx.clone();
         let event_host = host.clone();
@@ -132,6 +132,9 @@ pub async fn respond_chat<H: Host>(
             };
             if !charged.is_empty() {
                 finished.quota = Some(charged.summary(&charge));
+            }
+            if let (Some(log), Some(answer)) = (finished.log.as_mut(), &end.answer) {
+                log.response = Some(answer.clone());
             }
             record(&event_host, &finished, 200, end.outcome, end.error);
             if let (Some(fill), Some(mut answer)) = (fill, end.answer) {
@@ -223,6 +226,9 @@ pub fn whole_response<H: Host>(
     let checked = guard_output(ctx, guard, &mut value);
     observe_output(host, ctx, guarded, started, &value);
     let modified = checked? || forward.is_none();
+    if let Some(log) = ctx.log.as_mut() {
+        log.response = Some(value.clone());
+    }
     record(host, ctx, 200, Outcome::Completed, None);
     match forward {
         Some(bytes) if !modified => Ok(Response::json_bytes(200, bytes)),

@@ -171,6 +171,9 @@ pub fn metrics_json(m: &Metrics) -> Value {
         "limit_rejections": m.limit_rejections,
         "residency_kept": m.residency_kept,
         "carbon_saved_gco2e": round(m.carbon_saved_gco2e),
+        "feedback_count": m.feedback_count,
+        "feedback_score_avg": (m.feedback_scored > 0).then(|| round(m.feedback_score_sum / m.feedback_scored as f64)),
+        "feedback_labels": m.feedback_labels,
         "latency_ms": quantiles(&m.latency_ms),
         "duration_ms": quantiles(&m.duration_ms),
     })

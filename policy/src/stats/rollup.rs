@@ -90,6 +90,16 @@ pub struct Metrics {
     /// The routing choice's saving against the route's default target.
     #[serde(skip_serializing_if = "zero_f")]
     pub carbon_saved_gco2e: f64,
+    /// Feedback given on this row's requests (`POST /v1/feedback`).
+    #[serde(skip_serializing_if = "zero")]
+    pub feedback_count: u64,
+    /// Feedback that carried a score, and the sum of those scores (each in `[0, 1]`).
+    #[serde(skip_serializing_if = "zero")]
+    pub feedback_scored: u64,
+    #[serde(skip_serializing_if = "zero_f")]
+    pub feedback_score_sum: f64,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub feedback_labels: BTreeMap<String, u64>,
     /// Milliseconds to the response head.
     pub latency_ms: Sketch,
     /// Milliseconds to the end of the response body.
@@ -121,6 +131,12 @@ impl Metrics {
         self.limit_rejections += other.limit_rejections;
         self.residency_kept += other.residency_kept;
         self.carbon_saved_gco2e += other.carbon_saved_gco2e;
+        self.feedback_count += other.feedback_count;
+        self.feedback_scored += other.feedback_scored;
+        self.feedback_score_sum += other.feedback_score_sum;
+        for (label, n) in &other.feedback_labels {
+            *self.feedback_labels.entry(label.clone()).or_insert(0) += n;
+        }
         self.latency_ms.merge(&other.latency_ms);
         self.duration_ms.merge(&other.duration_ms);
     }

@@ -4,8 +4,8 @@
 //! Three models over an hourly series of spend (USD per hour, complete hours only):
 //! - [`Model::RunRate`]: the mean hour of the last week (or of what there is), repeated. The
 //!   fallback when there are fewer than two days of history, whatever model was asked for.
-//! - [`Model::HoltWinters`]: additive Holt-Winters (level, trend, 24-hour season), smoothing
-//!   constants picked by a small grid search on the in-sample one-step squared error.
+//! - [`Model::HoltWinters`]: additive Holt-Winters (level, damped trend, 24-hour season),
+//!   smoothing and damping constants picked by a grid search on the in-sample one-step squared error.
 //! - [`Model::Profile`]: a least-squares linear trend plus the mean residual per hour of the
 //!   week (per hour of the day with fewer than two weeks of history).
 //!
@@ -40,7 +40,7 @@ impl Model {
 }
 
 /// The model `/admin/forecast` and the `budget_forecast` alert use (see the back-test).
-pub const DEFAULT_MODEL: Model = Model::HoltWinters;
+pub const DEFAULT_MODEL: Model = Model::Profile;
 
 /// Hours in the daily season.
 pub const DAY: usize = 24;
@@ -98,6 +98,8 @@ struct HoltWinters {
     level: f64,
     trend: f64,
     season: Vec<f64>,
+    /// Trend damping: the trend h hours ahead adds phi + phi^2 + ... + phi^h.
+    phi: f64,
     /// Sum of squared one-step errors and their count.
     sse: f64,
     steps: usize,
@@ -106,7 +108,7 @@ struct HoltWinters {
 /// Run additive Holt-Winters with season `s` over `y`. Initialisation: the first two seasons'
 /// means give the level and trend; the season is what the first two seasons deviate from that
 /// line by, on average, so a pure linear series starts (and stays) exact.
-fn run_holt_winters(y: &[f64], first_hour: u64, s: usize, alpha: f64, beta: f64, gamma: f64) -> HoltWinters {
+fn run_holt_winters(y: &[f64], first_hour: u64, s: usize, [alpha, beta, gamma, phi]: [f64; 4]) -> HoltWinters {
     let mean = |range: std::ops::Range<usize>| y[range.clone()].iter().sum::<f64>() / range.len() as f64;
     let (m1, m2) = (mean(0..s), mean(s..2 * s));
     let trend = (m2 - m1) / s as f64;
@@ -117,15 +119,15 @@ fn run_holt_winters(y: &[f64], first_hour: u64, s: usize, alpha: f64, beta: f64,
         season[(first_hour as usize + i) % s] += (v - line) / 2.0;
     }
     // The level at the end of the second season.
-    let mut state = HoltWinters { level: m1 + trend * (2.0 * s as f64 - 1.0 - centre), trend, season, sse: 0.0, steps: 0 };
+    let mut state = HoltWinters { level: m1 + trend * (2.0 * s as f64 - 1.0 - centre), trend, season, phi, sse: 0.0, steps: 0 };
     for (i, &v) in y.iter().enumerate().skip(2 * s) {
         let k = (first_hour as usize + i) % s;
-        let predicted = state.level + state.trend + state.season[k];
+        let predicted = state.level + phi * state.trend + state.season[k];
         state.sse += (v - predicted).powi(2);
         state.steps += 1;
         let previous = state.level;
-        state.level = alpha * (v - state.season[k]) + (1.0 - alpha) * (previous + state.trend);
-        state.trend = beta * (state.level - previous) + (1.0 - beta) * state.trend;
+        state.level = alpha * (v - state.season[k]) + (1.0 - alpha) * (previous + phi * state.trend);
+        state.trend = beta * (state.level - previous) + (1.0 - beta) * phi * state.trend;
         state.season[k] = gamma * (v - state.level) + (1.0 - gamma) * state.season[k];
     }
     state
@@ -135,20 +137,29 @@ fn holt_winters(history: &[f64], first_hour: u64, horizon: usize) -> (Vec<f64>, 
     const ALPHAS: [f64; 5] = [0.05, 0.1, 0.2, 0.4, 0.7];
     const BETAS: [f64; 3] = [0.0, 0.01, 0.05];
     const GAMMAS: [f64; 4] = [0.05, 0.1, 0.2, 0.4];
+    const PHIS: [f64; 3] = [0.9, 0.98, 1.0];
     let mut best: Option<HoltWinters> = None;
     for alpha in ALPHAS {
         for beta in BETAS {
             for gamma in GAMMAS {
-                let run = run_holt_winters(history, first_hour, DAY, alpha, beta, gamma);
-                if best.as_ref().is_none_or(|b| run.sse < b.sse) {
-                    best = Some(run);
+                for phi in PHIS {
+                    let run = run_holt_winters(history, first_hour, DAY, [alpha, beta, gamma, phi]);
+                    if best.as_ref().is_none_or(|b| run.sse < b.sse) {
+                        best = Some(run);
+                    }
                 }
             }
         }
     }
     let best = best.expect("the grid is not empty");
     let n = history.len();
-    let hourly = (1..=horizon).map(|h| best.level + h as f64 * best.trend + best.season[(first_hour as usize + n + h - 1) % DAY]).collect();
+    let mut damped = 0.0;
+    let hourly = (1..=horizon)
+        .map(|h| {
+            damped += best.phi.powi(h as i32);
+            best.level + damped * best.trend + best.season[(first_hour as usize + n + h - 1) % DAY]
+        })
+        .collect();
     // With exactly two seasons there are no one-step errors yet: use the initial fit's residuals.
     let sigma = if best.steps > 0 { (best.sse / best.steps as f64).sqrt() } else { run_rate(history, 0).1 };
     (hourly, sigma)

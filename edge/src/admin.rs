@@ -105,6 +105,7 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
         ("GET", AdminRoute::Usage(subject)) => usage(config, &subject, host).await,
         ("GET", AdminRoute::Stats { csv }) => stats(config, request.facts.query.as_deref(), csv, host, now).await,
         ("GET", AdminRoute::Metrics) => metrics(config, host, now).await,
+        ("GET", AdminRoute::Forecast) => forecast(config, request.facts.query.as_deref(), host, now).await,
         ("GET", AdminRoute::Audit { logins, after }) => audit(host, if logins { AUDIT_LOGIN_PREFIX } else { AUDIT_PREFIX }, after.as_deref(), now, retention_ms).await,
         ("GET", AdminRoute::Config) => {
             let text = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
@@ -152,6 +153,8 @@ enum AdminRoute {
     Stats { csv: bool },
     /// The usage rollups as Prometheus text.
     Metrics,
+    /// Each budget's spend forecast for its current period.
+    Forecast,
 }
 
 impl AdminRoute {
@@ -166,6 +169,7 @@ impl AdminRoute {
             "/admin/stats" => AdminRoute::Stats { csv: false },
             "/admin/stats.csv" => AdminRoute::Stats { csv: true },
             "/admin/metrics" => AdminRoute::Metrics,
+            "/admin/forecast" => AdminRoute::Forecast,
             p => {
                 if let Some(id) = p.strip_prefix("/admin/keys/") {
                     AdminRoute::Key(segment(id)?)
@@ -385,4 +389,27 @@ async fn metrics<H: Host>(config: &Config, host: &H, now: u64) -> Result<Respons
         headers: vec![("content-type".into(), "text/plain; version=0.0.4; charset=utf-8".into())],
         body: Body::Bytes(prometheus(&rows, MAX_PROMETHEUS_SERIES).into_bytes()),
     })
+}
+
+/// `GET /admin/forecast[?budget=<name>]`: each budget's (or the named one's) spend forecast for
+/// its current period, per subject with spend (docs/observability.md, "Spend forecast").
+async fn forecast<H: Host>(config: &Config, query: Option<&str>, host: &H, now: u64) -> Result<Response, GatewayError> {
+    let mut only = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match percent_decode(name).as_str() {
+            "budget" => only = Some(percent_decode(value)),
+            other => return Err(bad_request(format!("Unknown parameter '{other}' (expected budget)."), Some(other))),
+        }
+    }
+    if let Some(name) = &only {
+        if !config.quota.budgets.iter().any(|b| &b.name == name) {
+            let known: Vec<&str> = config.quota.budgets.iter().map(|b| b.name.as_str()).collect();
+            return Err(bad_request(format!("No budget is named '{name}' (configured: {}).", known.join(", ")), Some("budget")));
+        }
+    }
+    let rows = crate::rollups::forecast_rows(host, config, now).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    let forecasts = crate::rollups::forecast_budgets(config, &rows, now, only.as_deref());
+    let list: Vec<Value> = forecasts.iter().map(crate::rollups::BudgetForecast::to_json).collect();
+    Ok(Response::json(200, &json!({ "at": policy::stats::format_rfc3339(now / 1000), "forecasts": list })))
 }

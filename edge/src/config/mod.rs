@@ -47,7 +47,7 @@ pub use providers::{
     AnthropicConfig, AzureConfig, BedrockConfig, CohereConfig, GeminiApi, GeminiConfig, OpenAiFlavor, OpenAiProviderConfig, ProviderConfig,
     WorkersAiBindingConfig,
 };
-pub use quota::{LimitGroup, Quota};
+pub use quota::{Budget, LimitGroup, Quota};
 pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
 pub use stats::{StatsSettings, MAX_STATS_SHARDS};
 

@@ -235,7 +235,7 @@ pub fn forecast_period(history: &[f64], spent: f64, now_ms: u64, end_ms: u64, li
         let add = value * share;
         if let (Some(l), None) = (limit, exceeds_at_ms) {
             if expected + add >= l && add > 0.0 {
-                exceeds_at_ms = Some(from + (((l - expected) / add) * (to - from) as f64).ceil() as u64);
+                exceeds_at_ms = Some(from + (((l - expected) / add) * (to - from) as f64).round() as u64);
             }
         }
         expected += add;

@@ -7,7 +7,9 @@
 //! `GET /admin/usage/{subject}` (e.g. `consumer:alice`), `GET|PUT /admin/config`, `GET /admin/audit`,
 //! `POST /admin/carbon/refresh` (fetch live carbon intensities now; see `crate::carbon`),
 //! `GET /admin/stats`, `GET /admin/stats.csv` and `GET /admin/metrics` (the usage rollups as a
-//! report and as Prometheus text; see `crate::rollups` and docs/observability.md).
+//! report and as Prometheus text; see `crate::rollups` and docs/observability.md),
+//! `GET /admin/forecast` (budgets' spend forecasts), `GET /admin/alerts` and
+//! `POST /admin/alerts/evaluate` (see `crate::alerts`).
 //!
 //! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
 //! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.
@@ -105,6 +107,12 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
         ("GET", AdminRoute::Usage(subject)) => usage(config, &subject, host).await,
         ("GET", AdminRoute::Stats { csv }) => stats(config, request.facts.query.as_deref(), csv, host, now).await,
         ("GET", AdminRoute::Metrics) => metrics(config, host, now).await,
+        ("GET", AdminRoute::Alerts) => Ok(Response::json(200, &crate::alerts::list(config, host).await.map_err(store_error)?)),
+        ("POST", AdminRoute::AlertsEvaluate) => match crate::alerts::run(state, config, host).await {
+            Ok(report) => Ok(Response::json(200, &report)),
+            Err(crate::alerts::EvaluateError::NotConfigured) => Err(bad_request("The configuration has no alerts.", None)),
+            Err(crate::alerts::EvaluateError::Store) => Err(GatewayError::StoreUnavailable),
+        },
         ("GET", AdminRoute::Forecast) => forecast(config, request.facts.query.as_deref(), host, now).await,
         ("GET", AdminRoute::Audit { logins, after }) => audit(host, if logins { AUDIT_LOGIN_PREFIX } else { AUDIT_PREFIX }, after.as_deref(), now, retention_ms).await,
         ("GET", AdminRoute::Config) => {
@@ -155,6 +163,10 @@ enum AdminRoute {
     Metrics,
     /// Each budget's spend forecast for its current period.
     Forecast,
+    /// The alert rules and their last state.
+    Alerts,
+    /// Evaluate the alert rules now (an external scheduler on Spin).
+    AlertsEvaluate,
 }
 
 impl AdminRoute {
@@ -170,6 +182,8 @@ impl AdminRoute {
             "/admin/stats.csv" => AdminRoute::Stats { csv: true },
             "/admin/metrics" => AdminRoute::Metrics,
             "/admin/forecast" => AdminRoute::Forecast,
+            "/admin/alerts" => AdminRoute::Alerts,
+            "/admin/alerts/evaluate" => AdminRoute::AlertsEvaluate,
             p => {
                 if let Some(id) = p.strip_prefix("/admin/keys/") {
                     AdminRoute::Key(segment(id)?)

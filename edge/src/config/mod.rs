@@ -15,6 +15,7 @@
 //! sections that refer to them; nothing imports this file.
 
 mod admin;
+mod alerts;
 mod cache;
 mod cors;
 mod guards;
@@ -49,6 +50,7 @@ pub use providers::{
 };
 pub use quota::{Budget, LimitGroup, Quota};
 pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
+pub use alerts::{AlertFilters, AlertFormat, AlertKind, AlertRule, AlertWebhook, Alerts};
 pub use stats::{StatsSettings, MAX_STATS_SHARDS};
 
 use admin::RawAdmin;
@@ -61,6 +63,7 @@ use network::RawNetwork;
 use providers::RawProvider;
 use quota::{RawBudget, RawPrice, RawQuota, RawRateLimit};
 use routing::{RawCarbonFeed, RawResidency};
+use alerts::RawAlerts;
 use stats::RawStats;
 
 /// Phase one: the document as written (each section's raw type is in the section's file).
@@ -104,6 +107,9 @@ struct RawConfig {
     /// The usage rollups behind `/admin/stats` and `/admin/metrics`.
     #[serde(default)]
     stats: RawStats,
+    /// Alert rules and their webhook.
+    #[serde(default)]
+    alerts: Option<RawAlerts>,
 }
 
 /// A validated configuration. Construct it with [`Config::parse`].
@@ -137,6 +143,8 @@ pub struct Config {
     pub cache: CacheRules,
     /// The usage rollups (`stats` section).
     pub stats: StatsSettings,
+    /// Alert rules and their webhook (`alerts`).
+    pub alerts: Option<Alerts>,
 }
 
 /// Which document is being validated, and so whose outbound policy applies.
@@ -249,6 +257,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
     let stats = stats::validate_stats(raw.stats, &mut issue);
     let webhooks = quota::webhook_urls(&raw.budgets);
     let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
+    let alerts = raw.alerts.map(|a| alerts::validate_alerts(a, &quota.budgets, &mut issue));
     let network = match provenance {
         Provenance::Shipped => network::policy_of_shipped(raw.network, &providers, &mut issue),
         Provenance::Override(shipped) => {
@@ -269,6 +278,12 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
             outbound.other_secrets.push(("carbon_feed.token_secret".into(), &feed.token_secret, "the carbon feed's token"));
         }
         outbound.urls.extend(webhooks.iter().map(|(path, url)| (path.clone(), url.as_str())));
+        if let Some(a) = &alerts {
+            outbound.urls.push(("alerts.webhook.url".into(), &a.webhook.url));
+            if let Some(name) = &a.webhook.secret {
+                outbound.other_secrets.push(("alerts.webhook.secret".into(), name, "the alert webhook signing key"));
+            }
+        }
         if let Some(name) = &quota.webhook_secret {
             outbound.other_secrets.push(("quota.webhook_secret".into(), name, "the webhook signing key"));
         }
@@ -278,7 +293,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
         issues = outbound_issues;
     }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats, alerts })
     } else {
         Err(ConfigErrors(issues))
     }

@@ -219,7 +219,7 @@ fn filters_json(f: &AlertFilters) -> Value {
     json!({ "consumer": f.consumer, "model": f.model, "provider": f.provider })
 }
 
-/// The retry schedule of a delivery: full jitter under 1 s, 2 s, ... (capped at 4 s), so the
+/// The retry schedule of a delivery: a uniform wait under 1 s, then under 2 s (capped at 4 s), so the
 /// three tries fit well inside a scheduled run; the same function as upstream retries.
 pub const DELIVERY_BACKOFF: policy::route::Backoff = policy::route::Backoff { base_ms: 1_000, max_ms: 4_000 };
 
@@ -389,4 +389,159 @@ pub async fn list<H: Host>(config: &Config, host: &H) -> Result<Value, HostError
         }));
     }
     Ok(json!({ "rules": rules, "webhook": { "format": match alerts.webhook.format { AlertFormat::Json => "json", AlertFormat::Slack => "slack" }, "signed": alerts.webhook.secret.is_some() } }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::stats::forecast::{Model, PeriodForecast};
+    use policy::stats::EventFacts;
+
+    const H: u64 = HOUR_MS;
+    /// 2026-12-05T10:20:00Z.
+    const NOW: u64 = 1_796_428_800_000 + 10 * H + 20 * 60_000;
+
+    fn rule(kind: AlertKind, threshold: f64) -> AlertRule {
+        AlertRule { name: "r".into(), kind, threshold, window_minutes: 60, min_requests: 1, budget: None, filters: AlertFilters::default() }
+    }
+
+    fn request(at_ms: u64, consumer: &str, error: Option<&'static str>, latency_ms: u64, guard_blocked: bool) -> Row {
+        Row::from_event(&EventFacts {
+            at_ms,
+            consumer: Some(consumer),
+            model: Some("gpt"),
+            provider: Some("up"),
+            outcome: if error.is_some() { "failed" } else { "completed" },
+            error,
+            latency_ms,
+            guard_blocked,
+            ..EventFacts::default()
+        })
+    }
+
+    fn value(rule: &AlertRule, rows: &[Row]) -> (Option<f64>, bool) {
+        let r = evaluate(std::slice::from_ref(rule), rows, &[], &[], NOW).remove(0);
+        (r.value, !r.firings.is_empty())
+    }
+
+    #[test]
+    fn each_windowed_kind_fires_at_its_threshold_and_not_below() {
+        // This hour: 4 requests, one failed, one refused by a limit, one blocked by a guard.
+        let mut rows = vec![
+            request(NOW - 60_000, "a", Some("upstream_error"), 100, false),
+            request(NOW - 60_000, "a", Some("rate_limit_exceeded"), 200, false),
+            request(NOW - 60_000, "b", None, 300, true),
+            request(NOW - 60_000, "b", None, 400, false),
+        ];
+        // The previous hour is another window and does not count.
+        rows.push(request(NOW - H, "a", Some("upstream_error"), 9_000, true));
+        let rows = policy::stats::merge_rows(rows);
+        assert_eq!(value(&rule(AlertKind::ErrorRate, 50.0), &rows), (Some(50.0), true), "2 of 4 failed");
+        assert_eq!(value(&rule(AlertKind::ErrorRate, 50.1), &rows).1, false);
+        assert_eq!(value(&rule(AlertKind::LimitRejections, 1.0), &rows), (Some(1.0), true));
+        assert_eq!(value(&rule(AlertKind::LimitRejections, 2.0), &rows).1, false);
+        assert_eq!(value(&rule(AlertKind::GuardBlocks, 1.0), &rows), (Some(1.0), true));
+        assert_eq!(value(&rule(AlertKind::GuardBlocks, 2.0), &rows).1, false);
+        let p95 = value(&rule(AlertKind::LatencyP95, 1.0), &rows).0.unwrap();
+        assert!((p95 - 300.0).abs() <= 3.0, "{p95}");
+        assert!(value(&rule(AlertKind::LatencyP95, p95), &rows).1);
+        assert!(!value(&rule(AlertKind::LatencyP95, p95 + 0.001), &rows).1);
+        // Too few requests: no value, no alert.
+        let few = AlertRule { min_requests: 5, ..rule(AlertKind::ErrorRate, 1.0) };
+        assert_eq!(value(&few, &rows), (None, false));
+        // Filters narrow the rows: consumer b has no errors.
+        let b = AlertRule { filters: AlertFilters { consumer: Some("b".into()), ..AlertFilters::default() }, ..rule(AlertKind::ErrorRate, 1.0) };
+        assert_eq!(value(&b, &rows), (Some(0.0), false));
+        // A two-hour window (aligned: 10:00 to 12:00) leaves 09:xx out, a three-hour one (09:00 to 12:00) takes it in.
+        let two = AlertRule { window_minutes: 120, ..rule(AlertKind::GuardBlocks, 2.0) };
+        assert!(!value(&two, &rows).1);
+        let three = AlertRule { window_minutes: 180, ..rule(AlertKind::GuardBlocks, 2.0) };
+        assert!(value(&three, &rows).1);
+    }
+
+    #[test]
+    fn the_window_and_dedup_key_are_stable_within_a_window_and_change_with_it() {
+        let rows = vec![request(NOW, "a", None, 1, true)];
+        let first = evaluate(&[rule(AlertKind::GuardBlocks, 1.0)], &rows, &[], &[], NOW).remove(0).firings.remove(0);
+        assert_eq!((first.window_start_ms, first.window_end_ms), (NOW - 20 * 60_000, NOW + 40 * 60_000));
+        let later = evaluate(&[rule(AlertKind::GuardBlocks, 1.0)], &rows, &[], &[], NOW + 30 * 60_000).remove(0).firings.remove(0);
+        assert_eq!(first.dedup_key(), later.dedup_key());
+        let next_rows = vec![request(NOW + H, "a", None, 1, true)];
+        let next = evaluate(&[rule(AlertKind::GuardBlocks, 1.0)], &next_rows, &[], &[], NOW + H).remove(0).firings.remove(0);
+        assert_ne!(first.dedup_key(), next.dedup_key());
+    }
+
+    fn budget(subject: &str, spent: f64, exceeds_at_ms: Option<u64>) -> BudgetForecast {
+        BudgetForecast {
+            budget: "monthly".into(),
+            subject: subject.into(),
+            period_start_ms: 1_796_083_200_000,
+            period_end_ms: 1_798_761_600_000,
+            limit_usd: 10.0,
+            forecast: PeriodForecast { model: Model::Profile, fallback: false, spent, expected: spent * 2.0, low: spent, high: spent * 3.0, exceeds_at_ms },
+            consumers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn budget_rules_fire_per_subject_at_their_thresholds() {
+        let forecasts = [budget("consumer:a", 8.0, Some(NOW + 2 * 86_400_000)), budget("consumer:b", 7.99, None)];
+        let spend = evaluate(&[rule(AlertKind::BudgetSpend, 80.0)], &[], &forecasts, &[], NOW).remove(0);
+        assert_eq!(spend.value, Some(80.0));
+        assert_eq!(spend.firings.iter().map(|f| f.subject.as_deref()).collect::<Vec<_>>(), [Some("consumer:a")]);
+        assert_eq!(spend.firings[0].window_start_ms, 1_796_083_200_000, "the window is the budget's period");
+        assert!(spend.firings[0].dedup_key().ends_with("|consumer:a"));
+        let in_two_days = evaluate(&[rule(AlertKind::BudgetForecast, 2.0)], &[], &forecasts, &[], NOW).remove(0);
+        assert_eq!((in_two_days.value, in_two_days.firings.len()), (Some(2.0), 1), "crossing in exactly 2 days fires a 2-day rule");
+        assert!(evaluate(&[rule(AlertKind::BudgetForecast, 1.99)], &[], &forecasts, &[], NOW)[0].firings.is_empty());
+        let only_b = AlertRule { filters: AlertFilters { consumer: Some("b".into()), ..AlertFilters::default() }, ..rule(AlertKind::BudgetSpend, 1.0) };
+        assert_eq!(evaluate(&[only_b], &[], &forecasts, &[], NOW)[0].firings[0].subject.as_deref(), Some("consumer:b"));
+        let other_budget = AlertRule { budget: Some("daily".into()), ..rule(AlertKind::BudgetSpend, 1.0) };
+        assert!(evaluate(&[other_budget], &[], &forecasts, &[], NOW)[0].firings.is_empty());
+    }
+
+    #[test]
+    fn circuit_open_counts_open_targets_by_provider() {
+        let open = [
+            OpenCircuit { model: "chat".into(), target: "a".into(), provider: "openai".into() },
+            OpenCircuit { model: "chat".into(), target: "b".into(), provider: "anthropic".into() },
+        ];
+        assert_eq!(evaluate(&[rule(AlertKind::CircuitOpen, 2.0)], &[], &[], &open, NOW)[0].firings.len(), 1);
+        assert!(evaluate(&[rule(AlertKind::CircuitOpen, 3.0)], &[], &[], &open, NOW)[0].firings.is_empty());
+        let openai = AlertRule { filters: AlertFilters { provider: Some("openai".into()), ..AlertFilters::default() }, ..rule(AlertKind::CircuitOpen, 1.0) };
+        let r = evaluate(&[openai], &[], &[], &[], NOW).remove(0);
+        assert_eq!((r.value, r.firings.len()), (Some(0.0), 0));
+    }
+
+    #[test]
+    fn the_backoff_is_bounded_jittered_and_grows() {
+        for random in [0, 1, 7, 999, u64::MAX] {
+            assert!(backoff_ms(1, random) <= 1_000);
+            assert!(backoff_ms(2, random) <= 2_000);
+            assert!(backoff_ms(9, random) <= 4_000, "capped");
+        }
+        let draws: Vec<u64> = (0..500).map(|r| backoff_ms(2, r)).collect();
+        assert!(draws.iter().max().unwrap() > &1_500 && draws.iter().min().unwrap() < &250, "full jitter uses the range");
+        // The worst case of every retry fits well inside a 30 s scheduled run with the timeouts.
+        let worst: u64 = (1..DELIVERY_TRIES).map(|a| (1_000u64 << (a - 1)).min(DELIVERY_BACKOFF.max_ms)).sum();
+        assert!(worst + DELIVERY_TIMEOUT_MS * u64::from(DELIVERY_TRIES) < 30_000);
+    }
+
+    #[test]
+    fn payloads_in_json_and_slack_shape() {
+        let rows = vec![request(NOW, "a", None, 1, true)];
+        let f = evaluate(&[rule(AlertKind::GuardBlocks, 1.0)], &rows, &[], &[], NOW).remove(0).firings.remove(0);
+        let j = f.payload(AlertFormat::Json, NOW);
+        for field in ["alert", "rule", "kind", "value", "threshold", "window_start", "window_end", "fired_at", "details"] {
+            assert!(j.get(field).is_some(), "{field} missing from {j}");
+        }
+        assert_eq!((j["kind"].as_str(), j["window_start"].as_str(), j["fired_at"].as_str()), (Some("guard_blocks"), Some("2026-12-05T10:00:00Z"), Some("2026-12-05T10:20:00Z")));
+        let s = f.payload(AlertFormat::Slack, NOW);
+        assert!(s["text"].as_str().unwrap().contains("Alert r (guard_blocks)"), "{s}");
+        let blocks = s["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "section");
+        assert_eq!(blocks[0]["text"]["type"], "mrkdwn");
+        assert_eq!(blocks[1]["type"], "context");
+        assert!(blocks[1]["elements"][0]["text"].as_str().unwrap().contains("2026-12-05T10:00:00Z"));
+    }
 }

@@ -437,11 +437,11 @@ mod tests {
         rows.push(request(NOW - H, "a", Some("upstream_error"), 9_000, true));
         let rows = policy::stats::merge_rows(rows);
         assert_eq!(value(&rule(AlertKind::ErrorRate, 50.0), &rows), (Some(50.0), true), "2 of 4 failed");
-        assert_eq!(value(&rule(AlertKind::ErrorRate, 50.1), &rows).1, false);
+        assert!(!value(&rule(AlertKind::ErrorRate, 50.1), &rows).1);
         assert_eq!(value(&rule(AlertKind::LimitRejections, 1.0), &rows), (Some(1.0), true));
-        assert_eq!(value(&rule(AlertKind::LimitRejections, 2.0), &rows).1, false);
+        assert!(!value(&rule(AlertKind::LimitRejections, 2.0), &rows).1);
         assert_eq!(value(&rule(AlertKind::GuardBlocks, 1.0), &rows), (Some(1.0), true));
-        assert_eq!(value(&rule(AlertKind::GuardBlocks, 2.0), &rows).1, false);
+        assert!(!value(&rule(AlertKind::GuardBlocks, 2.0), &rows).1);
         let p95 = value(&rule(AlertKind::LatencyP95, 1.0), &rows).0.unwrap();
         assert!((p95 - 300.0).abs() <= 3.0, "{p95}");
         assert!(value(&rule(AlertKind::LatencyP95, p95), &rows).1);

@@ -20,7 +20,7 @@ before(async () => {
     configure(config) {
       config.admin = { key_sha256: sha256Hex(ADMIN_KEY) };
       config.prices = { "gpt-4o-mini": { input: "1.00", output: "2.00" } };
-      config.budgets = [{ scope: ["consumer"], window: "month", usd: "100" }];
+      config.rate_limits = [{ scope: ["consumer"], metric: "requests", window: "day", limit: 1000 }];
       config.stats = { shards: 3 };
     },
   });

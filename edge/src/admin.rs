@@ -9,8 +9,9 @@
 //! `GET /admin/stats`, `GET /admin/stats.csv` and `GET /admin/metrics` (the usage rollups as a
 //! report and as Prometheus text; see `crate::rollups` and docs/observability.md),
 //! `GET /admin/requests` and `GET /admin/requests/{id}` (the request log; see `crate::request_log`),
-//! and the dashboard's files `GET /admin/ui`, `/admin/ui/app.js`, `/admin/ui/app.css` (no key: they
-//! hold no data; see `crate::admin_ui`).
+//! `GET /admin/forecast` (budgets' spend forecasts), `GET /admin/alerts` and
+//! `POST /admin/alerts/evaluate` (see `crate::alerts`), and the dashboard's files `GET /admin/ui`,
+//! `/admin/ui/app.js`, `/admin/ui/app.css` (no key: they hold no data; see `crate::admin_ui`).
 //!
 //! It is served under `/admin/` and only to the admin credential (`admin.key_sha256` in the
 //! configuration): consumer keys and tokens never open it, and the admin key never opens `/v1`.
@@ -121,6 +122,13 @@ pub async fn handle<H: Host>(state: &IsolateState, config: &Config, request: Req
             Some(entry) => Ok(Response::json(200, &json!(entry))),
             None => Err(GatewayError::NotFound { path: format!("/admin/requests/{id}") }),
         },
+        ("GET", AdminRoute::Alerts) => Ok(Response::json(200, &crate::alerts::list(config, host).await.map_err(store_error)?)),
+        ("POST", AdminRoute::AlertsEvaluate) => match crate::alerts::run(state, config, host).await {
+            Ok(report) => Ok(Response::json(200, &report)),
+            Err(crate::alerts::EvaluateError::NotConfigured) => Err(bad_request("The configuration has no alerts.", None)),
+            Err(crate::alerts::EvaluateError::Store) => Err(GatewayError::StoreUnavailable),
+        },
+        ("GET", AdminRoute::Forecast) => forecast(config, request.facts.query.as_deref(), host, now).await,
         ("GET", AdminRoute::Audit { logins, after }) => audit(host, if logins { AUDIT_LOGIN_PREFIX } else { AUDIT_PREFIX }, after.as_deref(), now, retention_ms).await,
         ("GET", AdminRoute::Config) => {
             let text = host.kv_get(CONFIG_KV_KEY).await.map_err(store_error)?.or_else(|| host.shipped_config());
@@ -171,6 +179,12 @@ enum AdminRoute {
     /// The request log: a page of entries, or one entry with its bodies.
     Requests,
     Request(String),
+    /// Each budget's spend forecast for its current period.
+    Forecast,
+    /// The alert rules and their last state.
+    Alerts,
+    /// Evaluate the alert rules now (an external scheduler on Spin).
+    AlertsEvaluate,
 }
 
 impl AdminRoute {
@@ -186,6 +200,9 @@ impl AdminRoute {
             "/admin/stats.csv" => AdminRoute::Stats { csv: true },
             "/admin/metrics" => AdminRoute::Metrics,
             "/admin/requests" => AdminRoute::Requests,
+            "/admin/forecast" => AdminRoute::Forecast,
+            "/admin/alerts" => AdminRoute::Alerts,
+            "/admin/alerts/evaluate" => AdminRoute::AlertsEvaluate,
             p => {
                 if let Some(id) = p.strip_prefix("/admin/requests/") {
                     AdminRoute::Request(segment(id)?)
@@ -456,4 +473,27 @@ fn requests_query(query: Option<&str>, now_ms: u64) -> Result<ListQuery, Gateway
         return Err(bad_request("'from' must be before 'to'.", Some("from")));
     }
     Ok(list)
+}
+
+/// `GET /admin/forecast[?budget=<name>]`: each budget's (or the named one's) spend forecast for
+/// its current period, per subject with spend (docs/observability.md, "Spend forecast").
+async fn forecast<H: Host>(config: &Config, query: Option<&str>, host: &H, now: u64) -> Result<Response, GatewayError> {
+    let mut only = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match percent_decode(name).as_str() {
+            "budget" => only = Some(percent_decode(value)),
+            other => return Err(bad_request(format!("Unknown parameter '{other}' (expected budget)."), Some(other))),
+        }
+    }
+    if let Some(name) = &only {
+        if !config.quota.budgets.iter().any(|b| &b.name == name) {
+            let known: Vec<&str> = config.quota.budgets.iter().map(|b| b.name.as_str()).collect();
+            return Err(bad_request(format!("No budget is named '{name}' (configured: {}).", known.join(", ")), Some("budget")));
+        }
+    }
+    let rows = crate::rollups::forecast_rows(host, config, now).await.map_err(|_| GatewayError::StoreUnavailable)?;
+    let forecasts = crate::rollups::forecast_budgets(config, &rows, now, only.as_deref());
+    let list: Vec<Value> = forecasts.iter().map(crate::rollups::BudgetForecast::to_json).collect();
+    Ok(Response::json(200, &json!({ "at": policy::stats::format_rfc3339(now / 1000), "forecasts": list })))
 }

@@ -18,6 +18,9 @@ use crate::pipeline::record::record;
 /// The response headers a browser may read under CORS.
 const EXPOSED_HEADERS: &str = "x-request-id, x-gateway-trace-id, x-gateway-cache, x-gateway-cache-similarity, age, x-gateway-provider, x-gateway-model, x-gateway-route, x-gateway-target, x-gateway-region, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens";
 
+/// The Workers cron schedule that evaluates the alert rules (wrangler.toml `[triggers] crons`).
+pub const ALERTS_CRON: &str = "*/5 * * * *";
+
 /// The gateway core. Create one per isolate/instance and call [`Gateway::handle`] per request.
 #[derive(Default)]
 pub struct Gateway {
@@ -83,18 +86,39 @@ impl Gateway {
         response
     }
 
-    /// Scheduled work (a Workers cron trigger): refresh live carbon intensities when a feed is
-    /// configured. Returns a one-line summary for the platform's log; never the token.
+    /// Scheduled work: refresh live carbon intensities when a feed is configured, then evaluate
+    /// the alert rules (`crate::alerts`). Returns a one-line summary for the platform's log;
+    /// never a token or a secret.
     pub async fn scheduled<H: Host>(&self, host: &H) -> String {
+        self.scheduled_cron(host, "").await
+    }
+
+    /// The work of one Workers cron trigger: [`ALERTS_CRON`] evaluates the alert rules only, any
+    /// other schedule refreshes the carbon intensities only, and `""` (no cron named) does both.
+    pub async fn scheduled_cron<H: Host>(&self, host: &H, cron: &str) -> String {
         let config = match self.state.config.current(host).await {
             Ok(config) => config,
             Err(error) => return format!("scheduled: no usable configuration ({})", error.label()),
         };
-        match self.state.carbon.refresh(&config, host).await {
-            Ok(report) => format!("scheduled: carbon intensities refreshed for {} regions, {} failed {:?}", report.updated.len(), report.failed.len(), report.failed),
-            Err(crate::carbon::RefreshError::NotConfigured) => "scheduled: no carbon_feed configured; nothing to do".into(),
-            Err(error) => format!("scheduled: carbon refresh stored nothing: {error:?}"),
+        let mut parts = Vec::new();
+        if cron != ALERTS_CRON {
+            parts.push(match self.state.carbon.refresh(&config, host).await {
+                Ok(report) => format!("scheduled: carbon intensities refreshed for {} regions, {} failed {:?}", report.updated.len(), report.failed.len(), report.failed),
+                Err(crate::carbon::RefreshError::NotConfigured) => "scheduled: no carbon_feed configured; nothing to do".into(),
+                Err(error) => format!("scheduled: carbon refresh stored nothing: {error:?}"),
+            });
         }
+        if cron.is_empty() || cron == ALERTS_CRON {
+            parts.push(match crate::alerts::run(&self.state, &config, host).await {
+                Ok(report) => {
+                    let rules = report["rules"].as_array().map_or(&[][..], Vec::as_slice);
+                    format!("alerts: {} rules evaluated, {} firing", rules.len(), rules.iter().filter(|r| r["firing"] == true).count())
+                }
+                Err(crate::alerts::EvaluateError::NotConfigured) => "alerts: none configured".into(),
+                Err(crate::alerts::EvaluateError::Store) => "alerts: the rollups could not be read".into(),
+            });
+        }
+        parts.join("; ")
     }
 
     /// A CORS preflight: answered at the edge for allowed origins, without authentication.

@@ -241,6 +241,15 @@ pub fn percent_decode_bytes(encoded: &str) -> Vec<u8> {
     out
 }
 
+/// The `x-gateway-signature` value (budget webhooks, alert webhooks) of `body` sent at `timestamp` (Unix seconds).
+pub fn webhook_signature(secret: &[u8], timestamp: u64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,3 +275,4 @@ mod tests {
         assert_eq!(response.header("content-type"), Some("application/json"));
     }
 }
+

@@ -31,7 +31,8 @@
 //! 9. `messages` — the Anthropic Messages API as clients speak it, over the providers' pieces
 //! 10. `isolate` — per-isolate state with its refresh rules (config, guard detectors, JWKS,
 //!     route health, carbon)
-//! 11. `pipeline` — the request's phases, one module each, assembled in `pipeline/mod.rs`
+//! 11. `pipeline`, `alerts` — the request's phases, one module each, assembled in `pipeline/mod.rs`;
+//!     alert rules evaluated in the background and delivered to their webhook
 //! 12. `admin_ui`, `admin` — the dashboard's embedded files (`/admin/ui`), and the admin API
 //! 13. `gateway` — the entry point: preflight, admin or pipeline, error format, CORS
 //!
@@ -60,6 +61,7 @@ pub mod messages;
 pub mod isolate;
 pub mod pipeline;
 pub mod admin_ui;
+pub mod alerts;
 pub mod admin;
 pub mod gateway;
 

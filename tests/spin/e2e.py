@@ -109,7 +109,7 @@ def settled_usage(port, subject, timeout=10.0):
         time.sleep(0.05)
 
 
-def register_limit_cases(store, port_up, allow):
+def register_limit_cases(store, port_up, allow, mock=None):
     """The Worker's counter tests (tests/e2e/limits.test.mjs) against one Spin counter store."""
     variables = {"counter_store": store, "openai_api_key": UPSTREAM_KEY}
     allow = list(allow)
@@ -207,6 +207,38 @@ def register_limit_cases(store, port_up, allow):
                     check(time.monotonic() < deadline, f"feedback never rolled up: {totals}")
                     time.sleep(0.05)
                 check(totals["feedback_labels"] == {"good": 1}, totals)
+
+        @case("alerts: POST /admin/alerts/evaluate sends one webhook per rule and window (SQLite rollups)")
+        def _():
+            hook = f"http://127.0.0.1:{port_up}/hook"
+            cfg = {**limits_config(port_up,
+                                   rate_limits=[{"scope": ["consumer"], "metric": "requests", "window": "minute", "limit": 1}]),
+                   "alerts": {"webhook": {"url": hook},
+                              "rules": [{"name": "throttled", "kind": "limit_rejections", "threshold": 1}]}}
+            with host(cfg) as h:
+                statuses = []
+                for _ in range(2):
+                    status, _, _ = harness.request(h.port, "POST", "/v1/chat/completions", chat("mock"),
+                                                   headers=bearer(OTHER_KEY))
+                    statuses.append(status)
+                check(statuses == [200, 429], statuses)
+                hooks = lambda: [r for r in list(mock.requests) if r[0] == "/hook"]  # noqa: E731
+                before = len(hooks())
+                deadline = time.monotonic() + 10
+                while True:
+                    status, _, body = harness.request(h.port, "POST", "/admin/alerts/evaluate", headers=bearer(ADMIN_KEY))
+                    check(status == 200, f"evaluate {status} {body[:300]!r}")
+                    rule = json.loads(body)["rules"][0]
+                    if rule["firing"]:
+                        break
+                    check(time.monotonic() < deadline, f"never fired: {rule}")
+                    time.sleep(0.05)
+                check(rule["firings"][0]["delivery"]["status"] == "delivered", rule)
+                status, _, body = harness.request(h.port, "POST", "/admin/alerts/evaluate", headers=bearer(ADMIN_KEY))
+                check(json.loads(body)["rules"][0]["firings"][0]["delivery"]["status"] == "duplicate", body[:300])
+                sent = hooks()[before:]
+                check(len(sent) == 1, f"{len(sent)} webhooks")
+                check(sent[0][2]["rule"] == "throttled" and sent[0][2]["kind"] == "limit_rejections", sent[0][2])
 
     @case(f"limits ({store}): a request limit per consumer: 3 allowed with headers, then 429")
     def _():
@@ -655,7 +687,7 @@ def main():
 
         # --- rate limits and budgets, once per counter store -------------------------------
         for store in ("sqlite", "redis"):
-            register_limit_cases(store, port_up, allow)
+            register_limit_cases(store, port_up, allow, mock)
 
         @case("limits: a broken counter store fails closed with 503 quota_store_unavailable")
         def _():

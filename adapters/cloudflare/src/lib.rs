@@ -329,9 +329,10 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
 /// Cron triggers (`[triggers] crons` in wrangler.toml): refresh live carbon intensities into KV
 /// when the configuration has a `carbon_feed` (a no-op otherwise).
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let gateway = GATEWAY.with(Rc::clone);
     let host = WorkerHost { env, ctx: None };
-    let summary = gateway.scheduled(&host).await;
+    // `*/5 * * * *` evaluates the alert rules, `*/30 * * * *` refreshes the carbon feed.
+    let summary = gateway.scheduled_cron(&host, &event.cron()).await;
     console_log!("{summary}");
 }

@@ -15,6 +15,7 @@
 //! sections that refer to them; nothing imports this file.
 
 mod admin;
+mod alerts;
 mod cache;
 mod cors;
 mod guards;
@@ -49,9 +50,10 @@ pub use providers::{
     AnthropicConfig, AzureConfig, BedrockConfig, CohereConfig, GeminiApi, GeminiConfig, OpenAiFlavor, OpenAiProviderConfig, ProviderConfig,
     WorkersAiBindingConfig,
 };
-pub use quota::{LimitGroup, Quota};
+pub use quota::{Budget, LimitGroup, Quota};
 pub use routing::{CarbonFeed, Residency, MAX_CARBON_ZONES};
 pub use request_log::{RequestLogRules, RequestLogSettings, MAX_LOG_BODY_BYTES, MAX_LOG_RETENTION_DAYS};
+pub use alerts::{AlertFilters, AlertFormat, AlertKind, AlertRule, AlertWebhook, Alerts};
 pub use stats::{StatsSettings, MAX_STATS_SHARDS};
 pub use telemetry::Telemetry;
 
@@ -65,6 +67,7 @@ use network::RawNetwork;
 use providers::RawProvider;
 use quota::{RawBudget, RawPrice, RawQuota, RawRateLimit};
 use routing::{RawCarbonFeed, RawResidency};
+use alerts::RawAlerts;
 use stats::RawStats;
 use telemetry::RawTelemetry;
 
@@ -112,6 +115,9 @@ struct RawConfig {
     /// OpenTelemetry export over OTLP/HTTP JSON (docs/observability.md).
     #[serde(default)]
     telemetry: Option<RawTelemetry>,
+    /// Alert rules and their webhook.
+    #[serde(default)]
+    alerts: Option<RawAlerts>,
 }
 
 /// A validated configuration. Construct it with [`Config::parse`].
@@ -149,6 +155,8 @@ pub struct Config {
     pub telemetry: Option<std::rc::Rc<Telemetry>>,
     /// Which requests are kept in the request log (`request_log` on models, consumers, tenants).
     pub request_log: RequestLogRules,
+    /// Alert rules and their webhook (`alerts`).
+    pub alerts: Option<Alerts>,
 }
 
 /// Which document is being validated, and so whose outbound policy applies.
@@ -275,6 +283,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
     }
     let webhooks = quota::webhook_urls(&raw.budgets);
     let quota = quota::validate_quota(raw.rate_limits, raw.budgets, price_table, raw.quota, &models, &mut issue);
+    let alerts = raw.alerts.map(|a| alerts::validate_alerts(a, &quota.budgets, &mut issue));
     let network = match provenance {
         Provenance::Shipped => network::policy_of_shipped(raw.network, &providers, &mut issue),
         Provenance::Override(shipped) => {
@@ -299,6 +308,12 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
             outbound.urls.push(("telemetry.otlp.endpoint".into(), &telemetry.endpoint));
             outbound.other_secrets.extend(telemetry.headers.iter().map(|(h, name)| (format!("telemetry.otlp.headers.{h}.secret"), name.as_str(), "an OTLP collector header")));
         }
+        if let Some(a) = &alerts {
+            outbound.urls.push(("alerts.webhook.url".into(), &a.webhook.url));
+            if let Some(name) = &a.webhook.secret {
+                outbound.other_secrets.push(("alerts.webhook.secret".into(), name, "the alert webhook signing key"));
+            }
+        }
         if let Some(name) = &quota.webhook_secret {
             outbound.other_secrets.push(("quota.webhook_secret".into(), name, "the webhook signing key"));
         }
@@ -308,7 +323,7 @@ fn validate(mut raw: RawConfig, provenance: Provenance<'_>) -> Result<Config, Co
         issues = outbound_issues;
     }
     if issues.is_empty() {
-        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats, telemetry: telemetry.map(std::rc::Rc::new), request_log })
+        Ok(Config { limits, keys, jwt, access, consumer_guards, guards, cors, providers, models, consumer_tenants, consumer_profiles, tenants, quota, admin, routes, residency, carbon_feed, network, cache, stats, telemetry: telemetry.map(std::rc::Rc::new), request_log, alerts })
     } else {
         Err(ConfigErrors(issues))
     }

@@ -23,6 +23,9 @@ pub(super) struct RawRateLimit {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBudget {
+    /// How `/admin/forecast` and alert rules name it (default `<scope dims joined by +>:<window>`).
+    #[serde(default)]
+    name: Option<String>,
     scope: Vec<String>,
     window: String,
     /// Decimal USD, e.g. "100.00".
@@ -76,6 +79,17 @@ pub struct Quota {
     pub store_timeout_ms: u64,
     /// The name of the secret budget webhooks are signed with (HMAC-SHA256), when set.
     pub webhook_secret: Option<String>,
+    /// Every budget by name, in document order (forecasts and alert rules refer to them).
+    pub budgets: Vec<Budget>,
+}
+
+/// One money budget, named.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub name: String,
+    pub scope: policy::limits::Scope,
+    pub window: policy::limits::Window,
+    pub limit: policy::limits::Nanos,
 }
 
 /// The limits that share one scope (so one counter object holds all of them).
@@ -197,8 +211,13 @@ pub(super) fn validate_quota(
         }
     }
     let has_budgets = !budgets.is_empty();
+    let mut named: Vec<Budget> = Vec::new();
     for (i, budget) in budgets.into_iter().enumerate() {
         let path = format!("budgets[{i}]");
+        let name = budget.name.clone().unwrap_or_else(|| format!("{}:{}", budget.scope.join("+"), budget.window));
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            issue(format!("{path}.name"), "must be 1 to 64 characters without control characters".into());
+        }
         let scope = parse_scope(&budget.scope, &format!("{path}.scope"), issue);
         let window = window(&budget.window, format!("{path}.window"), issue);
         let amount = match budget.usd.parse::<Nanos>() {
@@ -218,6 +237,10 @@ pub(super) fn validate_quota(
         }
         let mode = failure_mode(budget.on_store_error.as_deref(), &format!("{path}.on_store_error"), issue);
         if let (Some(scope), Some(window), Some(amount)) = (scope, window, amount) {
+            if named.iter().any(|b| b.name == name) {
+                issue(format!("{path}.name"), format!("another budget is already named '{name}'"));
+            }
+            named.push(Budget { name, scope: scope.clone(), window, limit: amount });
             let mut spec = LimitSpec::budget(window, amount).with_alerts(budget.alerts);
             if !budget.hard {
                 spec = spec.soft();
@@ -243,5 +266,5 @@ pub(super) fn validate_quota(
     if raw.webhook_secret.as_deref().is_some_and(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
         issue("quota.webhook_secret".into(), "must be the NAME of a secret (letters, digits, '_'), not the key itself".into());
     }
-    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms, webhook_secret: raw.webhook_secret }
+    Quota { groups, prices: table, default_max_output_tokens, store_timeout_ms, webhook_secret: raw.webhook_secret, budgets: named }
 }

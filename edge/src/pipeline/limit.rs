@@ -371,13 +371,7 @@ async fn send_alert<H: Host>(host: &H, url: &str, secret_name: Option<&str>, sub
     let _ = with_timeout(host, 5_000, host.fetch(request)).await;
 }
 
-/// The `x-gateway-signature` value of `body` sent at `timestamp` (Unix seconds).
-pub fn webhook_signature(secret: &[u8], timestamp: u64, body: &str) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
-}
+pub use crate::http::webhook_signature;
 
 #[cfg(test)]
 mod signature_tests {

@@ -4,7 +4,7 @@
 //! Full jitter (a uniform draw in `[0, min(max, base * 2^attempt)]`) spreads retries of many
 //! clients that failed together, which a fixed exponential schedule would synchronise.
 
-use super::{splitmix64, RouteSpec};
+use super::{splitmix64, Backoff, RouteSpec};
 
 /// Delay before retry number `attempt` (0 = the first retry), in ms.
 ///
@@ -13,8 +13,13 @@ use super::{splitmix64, RouteSpec};
 /// only earn another 429). A caller that will not wait that long should fall back to another
 /// target instead; [`exceeds_cap`] says when.
 pub fn backoff_ms(attempt: u32, spec: &RouteSpec, retry_after_ms: Option<u64>, random: u64) -> u64 {
-    let base = spec.backoff.base_ms;
-    let cap = spec.backoff.max_ms.max(base);
+    delay_ms(attempt, &spec.backoff, retry_after_ms, random)
+}
+
+/// [`backoff_ms`] for any schedule (alert webhooks use it too).
+pub fn delay_ms(attempt: u32, backoff: &Backoff, retry_after_ms: Option<u64>, random: u64) -> u64 {
+    let base = backoff.base_ms;
+    let cap = backoff.max_ms.max(base);
     let exp = base.checked_shl(attempt.min(63)).filter(|v| v >> attempt.min(63) == base).unwrap_or(u64::MAX).min(cap);
     let jitter = splitmix64(random) % exp.saturating_add(1);
     jitter.max(retry_after_ms.unwrap_or(0))
@@ -29,7 +34,6 @@ pub fn exceeds_cap(spec: &RouteSpec, retry_after_ms: Option<u64>) -> bool {
 mod tests {
     use super::*;
     use crate::route::test_support::spec_with;
-    use crate::route::Backoff;
 
     fn spec(base: u64, max: u64) -> RouteSpec {
         let mut s = spec_with(vec![]);

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::Nanos;
 
-pub use backoff::{backoff_ms, exceeds_cap};
+pub use backoff::{backoff_ms, delay_ms, exceeds_cap};
 pub use carbon::{CarbonTable, EnergyClass, EnergyModel, Intensity, PueTable};
 pub use condition::{resolve_route, Condition, ConditionAction, Predicate};
 pub use geo::{haversine_km, latency_from_distance, GeoTable, LatLon, RegionInfo};

@@ -9,6 +9,7 @@
 //! relative accuracy), which merge like counters, so quantiles over any range and grouping
 //! come from the same rows.
 
+pub mod forecast;
 mod report;
 mod rollup;
 mod sketch;

@@ -212,7 +212,7 @@ impl edge::Host for WorkerHost {
     }
 
     async fn request_log(&self, shard: u32, op: &policy::reqlog::LogOp) -> std::result::Result<policy::reqlog::LogReply, HostError> {
-        request_log::call(&self.env, shard, op).await
+        stats::call_log(&self.env, shard, op).await
     }
 
     async fn vector_upsert(&self, at: &VectorPartition<'_>, id: &str, vector: &[f32], metadata: &str) -> std::result::Result<(), HostError> {

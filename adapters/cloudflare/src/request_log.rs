@@ -2,15 +2,12 @@
 //! ([`crate::stats::GatewayStats`], `STATS` binding, `shard-{n}`), in two more tables of its
 //! SQLite storage (`request_index`, `request_log`; the core's schema and statements,
 //! `policy::reqlog::sql`). Ops are posted to the object's `/log` path; the rollups' ops to `/op`.
-//! No new class, so no migration: the tables are created on an object's first log op.
+//! No new class, so no migration: the tables are created on an object's first log op. This file
+//! is the object's side; `crate::stats::call_log` sends the ops.
 
-use edge::HostError;
 use policy::reqlog::sql::{reply, statements, SqlValue, SCHEMA};
 use policy::reqlog::{LogOp, LogReply};
-use worker::{Env, Result, SqlStorage, SqlStorageValue};
-
-use crate::counter::post_json_at;
-use crate::stats::STATS_BINDING;
+use worker::{Result, SqlStorage, SqlStorageValue};
 
 /// The path the object serves request-log ops under.
 pub const LOG_PATH: &str = "/log";
@@ -52,9 +49,4 @@ pub fn apply(sql: &SqlStorage, shard: u32, op: &LogOp) -> Result<LogReply> {
         results.push(rows);
     }
     Ok(reply(op, &results))
-}
-
-/// Send `op` to shard `shard`'s object.
-pub async fn call(env: &Env, shard: u32, op: &LogOp) -> std::result::Result<LogReply, HostError> {
-    post_json_at(env, STATS_BINDING, &format!("shard-{shard}"), None, LOG_PATH, op).await
 }

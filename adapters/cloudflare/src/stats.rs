@@ -15,7 +15,7 @@ use edge::HostError;
 use policy::stats::{Dims, Metrics, Row, StatsOp, StatsReply};
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State};
 
-use crate::counter::post_json;
+use crate::counter::{post_json, post_json_at};
 
 /// The Durable Object namespace binding (`wrangler.toml`).
 pub const STATS_BINDING: &str = "STATS";
@@ -108,9 +108,13 @@ impl GatewayStats {
     }
 }
 
-
 /// Send `op` to shard `shard`'s object.
 pub async fn call(env: &Env, shard: u32, op: &StatsOp) -> std::result::Result<StatsReply, HostError> {
     post_json(env, STATS_BINDING, &format!("shard-{shard}"), None, op).await
+}
+
+/// Send a request-log `op` to shard `shard`'s object (its `/log` path, `crate::request_log`).
+pub async fn call_log(env: &Env, shard: u32, op: &policy::reqlog::LogOp) -> std::result::Result<policy::reqlog::LogReply, HostError> {
+    post_json_at(env, STATS_BINDING, &format!("shard-{shard}"), None, crate::request_log::LOG_PATH, op).await
 }
 

@@ -16,7 +16,7 @@ const ADMIN_KEY = "adm-dash-0123456789abcdef0123456789abcdef";
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = path.join(TESTS_DIR, ".tmp", "screenshots");
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-const CHARTS = ["requests", "tokens", "cost", "gco2e", "top-consumers", "top-models", "errors", "latency", "cache", "budgets", "regions"];
+const CHARTS = ["requests", "tokens", "cost", "gco2e", "top-consumers", "top-models", "errors", "latency", "cache", "budgets", "forecast", "regions"];
 
 let up;
 let gw;
@@ -26,6 +26,8 @@ function dashboardConfig() {
   const config = makeConfig({ upstreamBaseUrl: up.baseUrl });
   config.admin = { key_sha256: sha256Hex(ADMIN_KEY) };
   config.budgets = [{ scope: ["consumer"], window: "day", usd: "5.00" }];
+  // The request log for one consumer (web): the dashboard's request view lists it.
+  config.auth.consumers.find((c) => c.id === "web").request_log = { enabled: true, max_body_bytes: 8192, retention_days: 1 };
   // Every chat model needs a price once a budget exists.
   config.prices = { "*": { input: "2.50", output: "10.00" } };
   config.models.routed = {
@@ -238,6 +240,25 @@ describe("the dashboard in headless Chromium", () => {
       const bar = page.locator('[data-chart="budgets"] rect.bar[data-label="consumer:web / day"]');
       assert.ok(Math.abs(Number(await bar.getAttribute("data-value")) - (cost.used + cost.reserved) / 1e9) < 1e-9);
       assert.equal(Number(await page.locator('[data-chart="budgets"] line.limit').first().getAttribute("data-limit")), 5);
+      // The forecast: per budget subject, spent, limit, forecast and its range as /admin/forecast
+      // has them (the forecast moves with the clock between the page's read and ours: 0.1%).
+      const forecast = await adminJson("/admin/forecast");
+      assert.ok(forecast.forecasts.length >= 2, JSON.stringify(forecast));
+      const drawnForecast = await page.locator('[data-chart="forecast"] table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+      assert.deepEqual(drawnForecast.map((r) => r[0]), forecast.forecasts.map((f) => `${f.subject} / ${f.budget}`));
+      const close = (a, b, what) => assert.ok(Math.abs(Number(a) - b) <= 1e-9 + Math.abs(b) * 1e-3, `${what}: drawn ${a}, /admin/forecast ${b}`);
+      forecast.forecasts.forEach((f, i) => {
+        const [, spent, limit, point, low, high, note] = drawnForecast[i];
+        assert.equal(Number(spent), f.spent_usd, `${f.subject} spent`);
+        assert.equal(Number(limit), f.limit_usd, `${f.subject} limit`);
+        close(point, f.forecast_usd, `${f.subject} forecast`);
+        close(low, f.low_usd, `${f.subject} low`);
+        close(high, f.high_usd, `${f.subject} high`);
+        assert.equal(f.fallback, true, "minutes of history: the run-rate fallback");
+        assert.match(note, /^run rate \(short history\)/);
+      });
+      assert.equal(await page.locator('[data-chart="forecast"] circle.point').count(), forecast.forecasts.length);
+      assert.equal(await page.locator('[data-chart="forecast"] rect.range').count(), forecast.forecasts.length);
       await assertCleanPage(page, seen);
       await page.screenshot({ path: path.join(SHOTS, "dashboard.png"), fullPage: true });
       // Forget key: back to the form, nothing drawn, nothing kept.
@@ -247,6 +268,106 @@ describe("the dashboard in headless Chromium", () => {
       assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     } finally {
       await context.close();
+    }
+  });
+
+  test("the request log view: the same ids as /admin/requests, filters, more, bodies redacted and as text", async () => {
+    // One more request of web's: an e-mail address and an HTML payload in the prompt.
+    const xss = `mail alice.dash@example.com <img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+    const res = await gw.post("/v1/chat/completions", chatBody("gpt-4o-mini", xss), { key: KEYS.web });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const id = res.headers.get("x-request-id");
+    const deadline = Date.now() + 10000;
+    let listed;
+    for (;;) {
+      listed = await adminJson("/admin/requests?limit=20");
+      if (listed.data.some((e) => e.request_id === id) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(listed.data[0]?.request_id, id, "the newest entry is the one just sent");
+    // Only web logs: its seven requests (six of the traffic, this one).
+    assert.equal(listed.data.length, 7, JSON.stringify(listed.data.map((e) => e.consumer)));
+    assert.ok(listed.data.every((e) => e.consumer === "web"));
+
+    const { context, page, seen } = await openDashboard();
+    try {
+      await page.fill("#key", ADMIN_KEY);
+      await page.click("#key-form button[type=submit]");
+      await page.locator("body[data-loaded=true]").waitFor({ timeout: 15000 });
+      const view = page.locator('[data-view="requests"]');
+      await page.locator(`[data-view="requests"][data-loaded=true]`).waitFor();
+      const ids = () => view.locator("tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.id));
+      assert.deepEqual(await ids(), listed.data.map((e) => e.request_id));
+      // The cells: consumer, model, outcome, status as the entry has them.
+      const first = await view.locator("tbody tr").first().evaluate((tr) => [...tr.children].map((c) => c.textContent));
+      assert.deepEqual(first.slice(1, 5), ["web", "gpt-4o-mini", "completed", "200"]);
+
+      // Filters: consumer limited (not logged) shows nothing, web shows web's rows only.
+      const reload = async (select, value) => {
+        await page.selectOption(select, value);
+        await page.locator(`[data-view="requests"][data-loaded=true]`).waitFor();
+      };
+      await reload("#log-consumer", "limited");
+      assert.deepEqual(await ids(), []);
+      assert.match(await page.locator("#log-status").textContent(), /No logged request matches/);
+      await reload("#log-consumer", "web");
+      const webOnly = await adminJson("/admin/requests?limit=20&consumer=web");
+      assert.deepEqual(await ids(), webOnly.data.map((e) => e.request_id));
+      assert.deepEqual(await view.locator("tbody tr").evaluateAll((trs) => [...new Set(trs.map((tr) => tr.dataset.consumer))]), ["web"]);
+      await reload("#log-outcome", "failed");
+      const failed = await adminJson("/admin/requests?limit=20&consumer=web&outcome=failed");
+      assert.ok(failed.data.length >= 1);
+      assert.deepEqual(await ids(), failed.data.map((e) => e.request_id));
+      await reload("#log-outcome", "");
+
+      // "More" follows next_cursor: pages of 5, then the remaining two appended.
+      assert.ok(await page.locator("#log-more").isHidden(), "seven entries fit one page of 20");
+      await reload("#log-limit", "5");
+      const five = await adminJson("/admin/requests?limit=5");
+      assert.ok(five.next_cursor);
+      assert.deepEqual(await ids(), five.data.map((e) => e.request_id));
+      await page.click("#log-more");
+      await page.locator(`[data-view="requests"][data-loaded=true]`).waitFor();
+      await page.waitForFunction(() => document.querySelectorAll('[data-view="requests"] tbody tr').length === 7);
+      assert.deepEqual(await ids(), listed.data.map((e) => e.request_id));
+      assert.ok(await page.locator("#log-more").isHidden(), "the last page has no next_cursor");
+
+      // The detail: redacted bodies, as text.
+      await view.locator(`tbody tr[data-id="${id}"]`).click();
+      const detail = page.locator(`#log-detail[data-id="${id}"][data-loaded=true]`);
+      await detail.waitFor();
+      const entry = await adminJson(`/admin/requests/${id}`);
+      const requestText = await page.locator('[data-body="request"]').textContent();
+      const responseText = await page.locator('[data-body="response"]').textContent();
+      assert.equal(requestText, entry.request_body);
+      assert.equal(responseText, entry.response_body);
+      assert.ok(!requestText.includes("alice.dash@example.com") && requestText.includes("[EMAIL]"), requestText);
+      // The HTML is shown as text: no element was made of it, nothing ran.
+      assert.ok(requestText.includes("<img src=x onerror=") && requestText.includes("<script>window.__xss=2</script>"), requestText);
+      assert.equal(await page.locator("#log-detail img, #log-detail script").count(), 0);
+      assert.equal(await page.evaluate(() => window.__xss), undefined);
+      await assertCleanPage(page, seen);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("no request_log anywhere: the request view says the log is not enabled", async () => {
+    const config = dashboardConfig();
+    delete config.auth.consumers.find((c) => c.id === "web").request_log;
+    const quiet = await startGateway({ config, secrets: { OPENAI_API_KEY: KEYS.upstream } });
+    const { context, page, seen, origin } = await openDashboard(quiet);
+    try {
+      await page.fill("#key", ADMIN_KEY);
+      await page.click("#key-form button[type=submit]");
+      await page.locator('[data-view="requests"][data-loaded=true]').waitFor({ timeout: 15000 });
+      assert.match(await page.locator("#log-status").textContent(), /not enabled for any consumer, tenant or model/);
+      assert.ok(await page.locator("#log-table").isHidden());
+      await assertCleanPage(page, seen, { origin });
+    } finally {
+      await context.close();
+      await quiet.dispose();
     }
   });
 

@@ -1,6 +1,7 @@
 // The admin dashboard (GET /admin/ui). It reads the admin API with the admin key the person
 // types in, kept in sessionStorage for this tab only, and draws what /admin/stats,
-// /admin/config and /admin/usage/{subject} return. No data is in the page itself; nothing is
+// /admin/config, /admin/usage/{subject} and /admin/forecast return, and the request log
+// (/admin/requests). No data is in the page itself; nothing is
 // fetched from anywhere but this origin.
 import { barChart, lineChart } from "./charts.js";
 
@@ -59,6 +60,7 @@ function showLogin(error) {
   forgetKey();
   $("charts").replaceChildren();
   $("summary").replaceChildren();
+  clearLog();
   $("login-error").textContent = error ?? "";
   show("login");
   $("key").value = "";
@@ -236,6 +238,27 @@ async function budgetItems(config, grouped) {
   return { items, skipped };
 }
 
+/** /admin/forecast as bar items: spent so far, the forecast range and point, the limit. */
+async function forecastItems() {
+  try {
+    const report = await api("/admin/forecast");
+    const items = (report.forecasts ?? []).map((f) => ({
+      label: `${f.subject} / ${f.budget}`,
+      value: f.spent_usd,
+      limit: f.limit_usd,
+      forecast: f.forecast_usd,
+      low: f.low_usd,
+      high: f.high_usd,
+      note: `${f.fallback ? "run rate (short history)" : f.model}${f.exceeds_at ? `; exceeds the limit at ${f.exceeds_at}` : ""}`,
+      exceedsAt: f.exceeds_at ?? null,
+    }));
+    return { at: report.at, items, error: null };
+  } catch (error) {
+    if (error instanceof Unauthorized) throw error;
+    return { at: null, items: [], error: error.message };
+  }
+}
+
 let loading = 0;
 
 async function load() {
@@ -254,8 +277,12 @@ async function load() {
     ]);
     const byTenant = (config.budgets ?? []).some((b) => (b.scope ?? []).join() === "tenant") ? await api(rangeQuery(range, interval, "tenant")) : null;
     const budgets = await budgetItems(config, { consumer: byConsumer, model: byModel, tenant: byTenant });
+    const forecast = await forecastItems();
     if (run !== loading) return;
-    render({ overall, byConsumer, byModel, byRegion, budgets });
+    render({ overall, byConsumer, byModel, byRegion, budgets, forecast });
+    logChoices(byConsumer, byModel);
+    log.enabled = logEnabled(config);
+    loadLog(true);
     $("status").textContent = `${overall.from} to ${overall.to}, per ${overall.interval}. Times are UTC.`;
   } catch (error) {
     if (run !== loading) return;
@@ -269,7 +296,7 @@ async function load() {
   }
 }
 
-function render({ overall, byConsumer, byModel, byRegion, budgets }) {
+function render({ overall, byConsumer, byModel, byRegion, budgets, forecast }) {
   $("charts").replaceChildren();
   $("summary").replaceChildren();
   $("status").classList.remove("error");
@@ -344,6 +371,13 @@ function render({ overall, byConsumer, byModel, byRegion, budgets }) {
     barChart(c.body, { title: "Budget spend (USD) against limit", items: budgets.items, format: fmtUsd, empty: "No budget is configured, or no subject of one has traffic in this range." });
   }
   {
+    const c = chartBox("forecast", "Budgets: forecast for the period", { count: forecast.items.length, at: forecast.at ?? "" });
+    if (forecast.error) note(c.caption, `Could not load the forecast: ${forecast.error}`);
+    else note(c.caption, "Bar: spent so far; band: forecast range (low to high); dot: forecast; dashed: limit.");
+    for (const i of forecast.items) if (i.exceedsAt) note(c.caption, `${i.label} exceeds its limit at ${i.exceedsAt}`);
+    barChart(c.body, { title: "Budget forecast (USD): spent, forecast range and point, limit", items: forecast.items, format: fmtUsd, empty: "No budget has spend in its current period." });
+  }
+  {
     const items = (byRegion.series ?? [])
       .map((s) => ({ label: s.group, value: s.totals?.requests ?? 0, note: `residency kept ${s.totals?.residency_kept ?? 0}, carbon saved ${fmtG(s.totals?.carbon_saved_gco2e ?? 0)}` }))
       .filter((i) => i.value > 0)
@@ -353,6 +387,136 @@ function render({ overall, byConsumer, byModel, byRegion, budgets }) {
     barChart(c.body, { title: "Requests by region", items, format: fmtCount });
   }
   document.body.dataset.loaded = "true";
+}
+
+// ---------------------------------------------------------------- the request log
+
+const log = { run: 0, cursor: null, enabled: false, detail: 0 };
+
+/** Whether any consumer, tenant or model of the configuration turns the request log on. */
+function logEnabled(value) {
+  if (Array.isArray(value)) return value.some(logEnabled);
+  if (!value || typeof value !== "object") return false;
+  if (value.request_log?.enabled === true) return true;
+  return Object.values(value).some(logEnabled);
+}
+
+/** The filters' choices: the consumers and models the stats saw (the selection is kept). */
+function logChoices(byConsumer, byModel) {
+  for (const [id, stats] of [["log-consumer", byConsumer], ["log-model", byModel]]) {
+    const select = $(id);
+    const current = select.value;
+    const names = (stats.series ?? []).map((s) => s.group).filter((g) => g && g !== "(none)").sort();
+    if (current && !names.includes(current)) names.push(current);
+    const options = [new Option("any", "")];
+    for (const name of names) options.push(new Option(name, name));
+    select.replaceChildren(...options);
+    select.value = current;
+  }
+}
+
+function clearLog() {
+  log.run++;
+  log.cursor = null;
+  $("log-rows").replaceChildren();
+  $("log-table").hidden = true;
+  $("log-more").hidden = true;
+  $("log-status").textContent = "";
+  hideDetail();
+}
+
+function hideDetail() {
+  log.detail++;
+  $("log-detail").hidden = true;
+  $("log-request-body").textContent = "";
+  $("log-response-body").textContent = "";
+  $("log-detail-id").textContent = "";
+}
+
+function logQuery() {
+  const q = new URLSearchParams({ limit: $("log-limit").value || "20" });
+  for (const [name, id] of [["consumer", "log-consumer"], ["model", "log-model"], ["outcome", "log-outcome"]]) {
+    if ($(id).value) q.set(name, $(id).value);
+  }
+  if (log.cursor) q.set("cursor", log.cursor);
+  return `/admin/requests?${q}`;
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  if (cls) td.className = cls;
+  td.textContent = text;
+  tr.appendChild(td);
+}
+
+/** One page of /admin/requests: the first (`reset`) or the one after `log.cursor`. */
+async function loadLog(reset) {
+  if (reset) clearLog();
+  const run = ++log.run;
+  const view = $("requests-view");
+  view.dataset.loaded = "false";
+  $("log-status").textContent = "Loading…";
+  try {
+    const page = await api(logQuery());
+    if (run !== log.run) return;
+    for (const entry of page.data ?? []) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = entry.request_id;
+      tr.dataset.consumer = entry.consumer ?? "";
+      tr.tabIndex = 0;
+      cell(tr, new Date(entry.at_ms).toISOString().replace("T", " ").slice(0, 19));
+      cell(tr, entry.consumer ?? "–");
+      cell(tr, entry.model ?? "–");
+      cell(tr, entry.error ? `${entry.outcome} (${entry.error})` : entry.outcome);
+      cell(tr, String(entry.status), "num");
+      cell(tr, entry.usage ? `${fmtCount(entry.usage.input_tokens)} / ${fmtCount(entry.usage.output_tokens)}` : "–", "num");
+      cell(tr, entry.cost_nanos === null || entry.cost_nanos === undefined ? "–" : fmtUsd(entry.cost_nanos / 1e9), "num");
+      cell(tr, fmtMs(entry.latency_ms), "num");
+      $("log-rows").appendChild(tr);
+    }
+    log.cursor = page.next_cursor ?? null;
+    const count = $("log-rows").children.length;
+    $("log-table").hidden = count === 0;
+    $("log-more").hidden = !log.cursor;
+    const filtered = ["log-consumer", "log-model", "log-outcome"].some((id) => $(id).value);
+    $("log-status").textContent =
+      count > 0
+        ? `${count} request${count === 1 ? "" : "s"}, newest first${log.cursor ? "" : " (all kept)"}. Select one for its redacted bodies.`
+        : !log.enabled
+          ? "The request log is not enabled for any consumer, tenant or model (request_log in the configuration: docs/observability.md, Request log)."
+          : filtered
+            ? "No logged request matches these filters."
+            : "No request has been logged yet.";
+  } catch (error) {
+    if (run !== log.run) return;
+    if (error instanceof Unauthorized) return showLogin(`The gateway refused the key: ${error.message}`);
+    $("log-status").textContent = `Could not load the request log: ${error.message}`;
+  }
+  view.dataset.loaded = "true";
+}
+
+/** One entry's redacted bodies, as text: they are user data and never parsed as HTML. */
+async function showDetail(tr) {
+  const run = ++log.detail;
+  for (const row of $("log-rows").children) row.classList.toggle("selected", row === tr);
+  $("log-detail").hidden = false;
+  $("log-detail").dataset.id = tr.dataset.id;
+  $("log-detail").dataset.loaded = "false";
+  $("log-detail-id").textContent = tr.dataset.id;
+  $("log-request-body").textContent = "Loading…";
+  $("log-response-body").textContent = "";
+  try {
+    const entry = await api(`/admin/requests/${encodeURIComponent(tr.dataset.id)}`);
+    if (run !== log.detail) return;
+    const suffix = entry.truncated ? "\n[truncated at max_body_bytes]" : "";
+    $("log-request-body").textContent = (entry.request_body ?? "(no request body)") + suffix;
+    $("log-response-body").textContent = (entry.response_body ?? "(no response body)") + suffix;
+  } catch (error) {
+    if (run !== log.detail) return;
+    if (error instanceof Unauthorized) return showLogin(`The gateway refused the key: ${error.message}`);
+    $("log-request-body").textContent = `Could not load the entry: ${error.message}`;
+  }
+  $("log-detail").dataset.loaded = "true";
 }
 
 // ---------------------------------------------------------------- wiring
@@ -385,6 +549,17 @@ function start() {
       $("to").value = new Date(now).toISOString().slice(0, 16);
     }
     if (!custom) load();
+  });
+  $("log-filters").addEventListener("change", () => loadLog(true));
+  $("log-filters").addEventListener("submit", (event) => event.preventDefault());
+  $("log-more").addEventListener("click", () => loadLog(false));
+  const pick = (event) => {
+    const tr = event.target.closest("tr[data-id]");
+    if (tr) showDetail(tr);
+  };
+  $("log-rows").addEventListener("click", pick);
+  $("log-rows").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") pick(event);
   });
   $("forget").addEventListener("click", () => showLogin("Key forgotten."));
   if (storedKey()) load();

@@ -110,8 +110,9 @@ export function lineChart(target, { title, times, series, format, raw = (v) => v
 }
 
 /**
- * A horizontal bar chart. `items` is [{ label, value, limit?, note? }]; a limit draws a mark
- * across the bar's row and the bar turns "over" when the value reaches it.
+ * A horizontal bar chart. `items` is [{ label, value, limit?, note?, forecast?, low?, high? }]; a
+ * limit draws a mark across the bar's row and the bar turns "over" when the value reaches it; a
+ * forecast draws its low..high range as a band and its point as a dot.
  */
 export function barChart(target, { title, items, format, raw = (v) => v, empty = "No data in this range." }) {
   target.replaceChildren();
@@ -123,7 +124,7 @@ export function barChart(target, { title, items, format, raw = (v) => v, empty =
   const labelW = 150;
   const h = items.length * row + 8;
   const svg = el("svg", { viewBox: `0 0 ${W} ${h}`, role: "img", "aria-label": title, class: "plot bars" });
-  const max = Math.max(...items.map((i) => Math.max(i.value, i.limit ?? 0)));
+  const max = Math.max(...items.map((i) => Math.max(i.value, i.limit ?? 0, i.high ?? 0)));
   const { top } = niceScale(max);
   const x0 = labelW, x1 = W - 90;
   const x = (v) => x0 + (v / top) * (x1 - x0);
@@ -135,13 +136,21 @@ export function barChart(target, { title, items, format, raw = (v) => v, empty =
     const over = item.limit !== undefined && item.value >= item.limit;
     const bar = el("rect", { x: x0, y: y + 3, width: Math.max(1, x(item.value) - x0), height: row - 8, class: `bar${over ? " over" : ""}`, "data-label": item.label, "data-value": item.value }, svg);
     el("title", {}, bar).textContent = `${item.label}: ${format(item.value)}${item.limit !== undefined ? ` of ${format(item.limit)}` : ""}`;
+    if (item.high !== undefined) {
+      // A forecast: its range (low to high) as a thin band, its point as a dot.
+      const band = el("rect", { x: x(item.low), y: y + row / 2 - 3, width: Math.max(1, x(item.high) - x(item.low)), height: 6, class: "range", "data-low": item.low, "data-high": item.high }, svg);
+      el("title", {}, band).textContent = `${item.label}: forecast ${format(item.low)} to ${format(item.high)}`;
+      const dot = el("circle", { cx: x(item.forecast), cy: y + row / 2, r: 4, class: `point${item.limit !== undefined && item.forecast >= item.limit ? " over" : ""}`, "data-forecast": item.forecast }, svg);
+      el("title", {}, dot).textContent = `${item.label}: forecast ${format(item.forecast)}`;
+    }
     if (item.limit !== undefined) {
       el("line", { x1: x(item.limit), x2: x(item.limit), y1: y, y2: y + row - 2, class: "limit", "data-limit": item.limit }, svg);
     }
-    el("text", { x: Math.max(x(item.value), item.limit !== undefined ? x(item.limit) : 0) + 6, y: y + 16, class: "value" }, svg).textContent =
-      item.limit !== undefined ? `${format(item.value)} / ${format(item.limit)}` : format(item.value);
+    el("text", { x: Math.max(x(item.value), item.limit !== undefined ? x(item.limit) : 0, item.high !== undefined ? x(item.high) : 0) + 6, y: y + 16, class: "value" }, svg).textContent =
+      item.forecast !== undefined ? `→ ${format(item.forecast)}` : item.limit !== undefined ? `${format(item.value)} / ${format(item.limit)}` : format(item.value);
   });
-  const head = ["name", "value", ...(items.some((i) => i.limit !== undefined) ? ["limit"] : []), ...(items.some((i) => i.note) ? ["note"] : [])];
-  const rows = items.map((i) => [i.label, raw(i.value), ...(head.includes("limit") ? [i.limit === undefined ? "" : raw(i.limit)] : []), ...(head.includes("note") ? [i.note ?? ""] : [])]);
+  const extra = ["limit", "forecast", "low", "high"].filter((k) => items.some((i) => i[k] !== undefined));
+  const head = ["name", "value", ...extra, ...(items.some((i) => i.note) ? ["note"] : [])];
+  const rows = items.map((i) => [i.label, raw(i.value), ...extra.map((k) => (i[k] === undefined ? "" : raw(i[k]))), ...(head.includes("note") ? [i.note ?? ""] : [])]);
   target.append(svg, dataTable(title, head, rows));
 }

@@ -10,8 +10,8 @@
 //! the rollups' hash), after the response. A write that fails is lost; it never fails the
 //! request.
 
-use policy::guard::pii::PiiScanner;
-use policy::reqlog::{feedback_row, redact, sort_newest_first, truncate, Feedback, IndexRow, ListQuery, LogEntry, LogOp, LogReply, LogUsage};
+use policy::guard::redact_all;
+use policy::reqlog::{feedback_row, sort_newest_first, truncate, Feedback, IndexRow, ListQuery, LogEntry, LogOp, LogReply, LogUsage};
 use policy::stats::{shard_of, Row, StatsOp, HOUR_MS};
 
 use crate::config::{Config, RequestLogSettings};
@@ -22,11 +22,6 @@ use crate::host::{Host, HostError};
 /// How long a request can receive feedback.
 pub const INDEX_RETENTION_DAYS: u64 = 7;
 const DAY_MS: u64 = 86_400_000;
-
-thread_local! {
-    /// Compiled once per isolate: the redaction runs on every logged body.
-    static SCANNER: PiiScanner = PiiScanner::new();
-}
 
 /// What the pipeline keeps of an opted-in request until it is finished: the setting that applied
 /// and the bodies as sent and answered, as JSON (unredacted until [`record`] redacts them).
@@ -48,16 +43,16 @@ pub fn capture(config: &Config, consumer: Option<&str>, tenant: Option<&str>, mo
 /// boundary: `"\nsk-..."` must not read as `nsk-...`), then serialise and truncate it; `true`
 /// when it was cut.
 pub fn stored_body(body: &serde_json::Value, max_bytes: usize) -> (String, bool) {
-    fn walk(scanner: &PiiScanner, value: &mut serde_json::Value) {
+    fn walk(value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::String(text) => *text = redact(scanner, text),
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| walk(scanner, v)),
-            serde_json::Value::Object(fields) => fields.values_mut().for_each(|v| walk(scanner, v)),
+            serde_json::Value::String(text) => *text = redact_all(text),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
             _ => {}
         }
     }
     let mut body = body.clone();
-    SCANNER.with(|s| walk(s, &mut body));
+    walk(&mut body);
     truncate(body.to_string(), max_bytes)
 }
 

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::guard::pii::PiiScanner;
 use crate::stats::{Dims, Metrics, Row};
 
 /// Longest feedback label, in characters.
@@ -283,29 +282,6 @@ impl LogStore {
     }
 }
 
-/// `text` with every personal datum and secret the scanner finds replaced by `[KIND]`
-/// (`[EMAIL]`, `[CARD]`, `[SECRET]`...), whatever the consumer's guard profile says.
-pub fn redact(scanner: &PiiScanner, text: &str) -> String {
-    let mut findings = scanner.scan(text);
-    findings.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for f in findings {
-        if f.start < at {
-            // Overlaps one already replaced: extend over it.
-            at = at.max(f.end);
-            continue;
-        }
-        out.push_str(&text[at..f.start]);
-        out.push('[');
-        out.push_str(f.kind.tag());
-        out.push(']');
-        at = f.end;
-    }
-    out.push_str(&text[at.min(text.len())..]);
-    out
-}
-
 /// `text` cut to at most `max_bytes` on a character boundary, and whether it was cut.
 pub fn truncate(mut text: String, max_bytes: usize) -> (String, bool) {
     if text.len() <= max_bytes {
@@ -325,19 +301,18 @@ mod tests {
 
     #[test]
     fn redaction_removes_an_email_a_card_an_api_key_and_a_jwt() {
-        let scanner = PiiScanner::new();
         let email = "jane.doe@example.com";
         let card = "4111 1111 1111 1111";
         let key = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD";
         let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
         let text = format!(r#"{{"messages":[{{"role":"user","content":"mail {email}, card {card}, key {key}, token {jwt}"}}]}}"#);
-        let redacted = redact(&scanner, &text);
+        let redacted = crate::guard::redact_all(&text);
         for secret in [email, card, key, jwt, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"] {
             assert!(!redacted.contains(secret), "{secret} survived: {redacted}");
         }
         assert!(redacted.contains("[EMAIL]") && redacted.contains("[CARD]") && redacted.contains("[SECRET]"), "{redacted}");
         assert!(serde_json::from_str::<serde_json::Value>(&redacted).is_ok(), "still JSON: {redacted}");
-        assert_eq!(redact(&scanner, "nothing here"), "nothing here");
+        assert_eq!(crate::guard::redact_all("nothing here"), "nothing here");
     }
 
     #[test]

@@ -5,9 +5,7 @@
 //! input guard, the cache lookup and the output guard. Metric points carry bounded attributes
 //! only: operation, provider, model, consumer (configured consumers only), tenant, outcome.
 
-use std::cell::OnceCell;
-
-use policy::guard::PiiScanner;
+use policy::guard::redact_all;
 use serde_json::json;
 
 use super::trace::{AttrValue, Attrs, Message, Trace};
@@ -296,7 +294,7 @@ fn messages_json(messages: &[Message]) -> String {
     let list: Vec<serde_json::Value> = messages
         .iter()
         .map(|m| {
-            let mut v = json!({ "role": m.role, "parts": [{ "type": "text", "content": redact(&m.text) }] });
+            let mut v = json!({ "role": m.role, "parts": [{ "type": "text", "content": redact_all(&m.text) }] });
             if let Some(reason) = &m.finish_reason {
                 v["finish_reason"] = json!(reason);
             }
@@ -306,25 +304,3 @@ fn messages_json(messages: &[Message]) -> String {
     serde_json::Value::Array(list).to_string()
 }
 
-thread_local! {
-    /// Every detector, compiled once per isolate on first capture (milliseconds), then reused.
-    static SCANNER: OnceCell<PiiScanner> = const { OnceCell::new() };
-}
-
-/// `text` with every personal datum and secret the detectors find replaced by `[KIND]`.
-pub fn redact(text: &str) -> String {
-    SCANNER.with(|cell| {
-        let scanner = cell.get_or_init(PiiScanner::new);
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for finding in scanner.scan(text) {
-            out.push_str(&text[at..finding.start]);
-            out.push('[');
-            out.push_str(finding.kind.tag());
-            out.push(']');
-            at = finding.end;
-        }
-        out.push_str(&text[at..]);
-        out
-    })
-}

@@ -272,6 +272,35 @@ impl PiiScanner {
     }
 }
 
+/// `text` with every personal datum and secret any detector finds replaced by `[KIND]`
+/// (`[EMAIL]`, `[CARD]`, `[SECRET]`...), whatever a guard profile says: what the request log
+/// stores and what telemetry exports when content capture is on. The scanner is compiled once per
+/// isolate (thread), on first use.
+pub fn redact_all(text: &str) -> String {
+    thread_local! {
+        static SCANNER: PiiScanner = PiiScanner::new();
+    }
+    SCANNER.with(|scanner| scanner.redact(text))
+}
+
+impl PiiScanner {
+    /// `text` with each finding of [`scan`](Self::scan) (sorted, never overlapping) replaced by
+    /// `[KIND]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for finding in self.scan(text) {
+            out.push_str(&text[at..finding.start]);
+            out.push('[');
+            out.push_str(finding.kind.tag());
+            out.push(']');
+            at = finding.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
 /// A byte range of a text: (start, end).
 pub type Span = (usize, usize);
 
